@@ -1,0 +1,1 @@
+"""antispoof: reproducible anti-spoofing experiments."""

@@ -1,0 +1,123 @@
+"""Stage `evaluate`: score the eval split, clean and under every codec condition, with replicate r's model.
+
+Scoring is deterministic: one forward pass per utterance over the full utterance (or a centre crop of
+`evaluate.crop_seconds`), never a random crop. The score is the bona fide logit minus the spoof logit
+(higher = more bona fide), a log-likelihood-ratio-like value as ASVspoof's actDCF and Cllr expect.
+
+Outputs: scores/r<r>/<condition>.txt (`utt_id score` per line), metrics/eval/r<r>.json (EER, minDCF,
+actDCF, Cllr pooled over all conditions and per condition; EER per attack on clean audio) and DET-curve data in
+plots/det/r<r>/<condition>.csv for `dvc plots`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from antispoof import metrics
+from antispoof.cli import run_stage
+from antispoof.data import AUGMENTED, MANIFEST, eval_view, load_split, read_manifest
+from antispoof.errors import ParamError, UserError
+from antispoof.models import build_model
+from antispoof.repro import atomic_write_json, atomic_write_text
+from antispoof.repro.hashing import fingerprint
+from antispoof.repro.seeding import replicate_seed, seed_everything
+from antispoof.shards import AugmentedStore
+from antispoof.train import run_fingerprint, score_utterances
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replicate", type=int, required=True, help="replicate index (one of params 'replicates')")
+
+
+def load_model(r: int, params: dict) -> torch.nn.Module:
+    path = Path(f"models/r{r}/model.pt")
+    if not path.exists():
+        raise UserError(f"{path} not found: run the train stage for replicate {r} first")
+    model = build_model(params["model"], params["data"]["sample_rate"])
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def check_fingerprint(r: int, params: dict) -> None:
+    """Warn (or fail) when the model was trained under other params, data or code than the current."""
+    info = pd.read_json(f"models/r{r}/model.json", typ="series")
+    expected = fingerprint(run_fingerprint(params, replicate_seed(params["seed"], r)))
+    if info["run_fingerprint"] != expected:
+        msg = (f"models/r{r}/model.json: run_fingerprint does not match the current params, data and code "
+               "(the model was trained for another configuration)")
+        if params["evaluate"]["on_fingerprint_mismatch"] == "fail":
+            raise UserError(msg)
+        warnings.warn(msg)
+
+
+def write_scores(path: Path, utt_ids: pd.Series, scores: np.ndarray) -> None:
+    # repr() of a float is the shortest string that round-trips: exact, and byte-stable.
+    atomic_write_text(path, "".join(f"{u} {float(s)!r}\n" for u, s in zip(utt_ids, scores)))
+
+
+def body(args: argparse.Namespace, params: dict) -> None:
+    r = args.replicate
+    if r not in params["replicates"]:
+        raise ParamError("replicates", f"--replicate {r} is not listed in replicates {params['replicates']}")
+    seed_everything(replicate_seed(params["seed"], r), params["deterministic"], params["num_threads"])
+    check_fingerprint(r, params)
+    model = load_model(r, params)
+    sr = params["data"]["sample_rate"]
+    crop = None if params["evaluate"]["crop_seconds"] is None else int(round(params["evaluate"]["crop_seconds"] * sr))
+    if not MANIFEST.exists():
+        raise UserError(f"{MANIFEST} not found: run the prepare stage first")
+    rows, clean = load_split(read_manifest(), "eval", params["data"]["root"], sr)
+    if len(rows) == 0:
+        raise UserError(f"{MANIFEST}: the eval split is empty")
+    store = AugmentedStore(AUGMENTED) if params["augment"]["eval"] else None
+
+    conditions = ["clean"] + [c for c in store.conditions("eval")] if store else ["clean"]
+    tables = []
+    for cond in tqdm(conditions, desc=f"evaluate r{r}", unit="condition", file=sys.stderr):
+        if cond == "clean":
+            audio, ids = clean, rows["utt_id"]
+        else:  # a variant that failed with augment.on_error=skip is missing: score what exists
+            have = [store.has(u, cond) for u in rows["utt_id"]]
+            ids = rows["utt_id"][have]
+            audio = [store.get(u, cond) for u in ids]
+        scores = score_utterances(model, [eval_view(np.asarray(x, dtype=np.float32), crop) for x in audio])
+        write_scores(Path(f"scores/r{r}/{cond}.txt"), ids, scores)
+        part = rows.set_index("utt_id").loc[ids, ["label", "attack"]].reset_index()
+        part["score"], part["condition"] = scores, cond
+        tables.append(part)
+        bona, spoof = scores[part["label"] == "bonafide"], scores[part["label"] == "spoof"]
+        det = metrics.det_plot_points(bona, spoof, max_points=params["evaluate"]["det_points"])
+        atomic_write_text(f"plots/det/r{r}/{cond}.csv", det.to_csv(index=False, lineterminator="\n", float_format="%.6f"))
+
+    table = pd.concat(tables, ignore_index=True)
+    result = metrics.breakdown(table, ["condition"])
+    # Per attack on clean audio only: scores of different codec conditions are not on one scale.
+    by_attack = metrics.breakdown(table[table["condition"] == "clean"], ["attack"])["by_attack"]
+    atomic_write_json(f"metrics/eval/r{r}.json", {f"eval_r{r}": eval_metrics(result, by_attack)})
+    pooled = result["pooled"]
+    print(f"evaluate r{r}: pooled EER {100 * pooled['eer']:.3f}%  minDCF {pooled['min_dcf']:.5f}")
+
+
+def eval_metrics(result: dict, by_attack: dict) -> dict:
+    """Flatten the breakdown into the metrics file: pooled, one block per condition, EER per attack."""
+    keep = ("eer", "min_dcf", "act_dcf", "cllr")
+    out = {"pooled": {k: round(result["pooled"][k], 6) for k in keep + ("n_bonafide", "n_spoof")}}
+    for cond, m in result.get("by_condition", {}).items():
+        out[cond] = {k: round(m[k], 6) for k in keep}
+    out["attack_eer"] = {a: round(m["eer"], 6) for a, m in by_attack.items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("evaluate", __doc__, body, add_arguments, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Detector models. The default: LFCC front-end (torchaudio) + a light CNN with Max-Feature-Map
+activations (LCNN-style, after the ASVspoof 2021 LFCC-LCNN baseline, slimmed for CPU training).
+
+Output: two logits (bona fide, spoof). The detection score is `logit_bonafide - logit_spoof`, a
+log-likelihood-ratio-like value (higher = more bona fide), as ASVspoof's actDCF and Cllr expect.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torchaudio
+
+BONAFIDE, SPOOF = 0, 1  # class indices
+
+
+class LFCC(nn.Module):
+    """Linear-frequency cepstral coefficients with deltas and delta-deltas (3 x n_lfcc dims).
+
+    20-ms Hamming frames with a 10-ms hop and pre-emphasis 0.97, as the ASVspoof baseline
+    (../shared/reference/asvspoof.md, "Baseline front-end facts").
+    """
+
+    def __init__(self, sample_rate: int, n_lfcc: int, n_filter: int):
+        super().__init__()
+        win = int(0.02 * sample_rate)
+        self.lfcc = torchaudio.transforms.LFCC(
+            sample_rate=sample_rate, n_filter=n_filter, n_lfcc=n_lfcc, f_min=0.0, f_max=sample_rate / 2,
+            speckwargs={"n_fft": 512 if sample_rate <= 16000 else 1024, "win_length": win, "hop_length": win // 2,
+                        "window_fn": torch.hamming_window, "center": True},
+        )
+        self.deltas = torchaudio.transforms.ComputeDeltas(win_length=3)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:  # (B, samples) -> (B, 3*n_lfcc, frames)
+        wave = torch.cat([wave[:, :1], wave[:, 1:] - 0.97 * wave[:, :-1]], dim=1)
+        c = self.lfcc(wave)
+        d = self.deltas(c)
+        return torch.cat([c, d, self.deltas(d)], dim=1)
+
+
+class MaxFeatureMap(nn.Module):
+    """Splits channels in two halves and keeps the element-wise maximum (LCNN's activation)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.maximum(a, b)
+
+
+class LCNN(nn.Module):
+    def __init__(self, sample_rate: int, n_lfcc: int, n_filter: int, channels: list[int], dropout: float):
+        super().__init__()
+        self.frontend = LFCC(sample_rate, n_lfcc, n_filter)
+        self.input_norm = nn.BatchNorm1d(3 * n_lfcc)  # LFCCs are in dB: bring them to unit scale
+        layers: list[nn.Module] = []
+        c_in = 1
+        for i, c in enumerate(channels):
+            k, stride = (5, 2) if i == 0 else (3, 1)  # a strided first conv keeps CPU training fast
+            layers += [nn.Conv2d(c_in, 2 * c, k, stride=stride, padding=k // 2), MaxFeatureMap(), nn.BatchNorm2d(c)]
+            if i < len(channels) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c_in = c
+        self.body = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * c_in, 2)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        feats = self.input_norm(self.frontend(wave))
+        h = self.body(feats.unsqueeze(1))  # (B, C, F', T')
+        h = h.mean(dim=2)  # pool frequency
+        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # pool time: any length scores
+        return self.head(self.dropout(pooled))
+
+
+def build_model(model_params: dict, sample_rate: int) -> nn.Module:
+    if model_params["name"] == "lcnn":
+        return LCNN(sample_rate, model_params["n_lfcc"], model_params["n_filter"], model_params["channels"],
+                    model_params["dropout"])
+    raise ValueError(f"unknown model {model_params['name']!r}")  # params validation rejects this earlier
+
+
+def scores_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Bona fide logit minus spoof logit: the log-likelihood-ratio-like detection score."""
+    return logits[:, BONAFIDE] - logits[:, SPOOF]

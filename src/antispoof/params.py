@@ -1,0 +1,234 @@
+"""Load and validate params.yaml before any work is done.
+
+Every key is declared in SCHEMA with its type and range. A wrong type, an unknown key (with the closest
+valid one suggested) or an out-of-range value raises ParamError naming the dotted key; stages turn that
+into one line on stderr and exit status 2.
+
+    uv run python -m antispoof.params            # validate params.yaml
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from antispoof.errors import ParamError
+
+SYNTHETIC_DIR = Path("data/raw")  # output of the prepare stage (dvc.yaml)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf of the schema: accepted types, optional range/choices, nullability."""
+
+    types: tuple[type, ...]
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+    items: "Field | None" = None  # element spec for lists
+    check: Callable[[Any, str], None] | None = None  # extra validation (raises ParamError)
+
+    def validate(self, value: Any, key: str) -> None:
+        if value is None:
+            if self.nullable:
+                return
+            raise ParamError(key, "must not be empty (null)")
+        # bool is a subclass of int: accept it only where bool is asked for
+        ok = isinstance(value, self.types) and not (isinstance(value, bool) and bool not in self.types)
+        if not ok:
+            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
+            raise ParamError(key, f"expected {want}, got {_TYPE_NAMES.get(type(value), type(value).__name__)} {value!r}")
+        if self.choices is not None and value not in self.choices:
+            suggestion = _closest(str(value), [str(c) for c in self.choices])
+            raise ParamError(key, f"{value!r} is not one of {', '.join(map(str, self.choices))}{suggestion}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.min is not None and value < self.min:
+                raise ParamError(key, f"{value!r} is below the minimum {self.min}")
+            if self.max is not None and value > self.max:
+                raise ParamError(key, f"{value!r} is above the maximum {self.max}")
+        if isinstance(value, list) and self.items is not None:
+            for i, item in enumerate(value):
+                self.items.validate(item, f"{key}[{i}]")
+        if self.check is not None:
+            self.check(value, key)
+
+
+_TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list", dict: "mapping", type(None): "null"}
+INT = (int,)
+NUM = (int, float)
+
+
+def _closest(word: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _unique_list(value: list, key: str) -> None:
+    if len(set(map(repr, value))) != len(value):
+        raise ParamError(key, f"contains duplicates: {value!r}")
+    if not value:
+        raise ParamError(key, "must list at least one entry")
+
+
+def _ratios(value: dict, key: str) -> None:
+    if abs(sum(value.values()) - 1.0) > 1e-6:
+        raise ParamError(key, f"must sum to 1, got {sum(value.values())!r}")
+
+
+def _duration_order(section: dict, key: str) -> None:
+    if section["min_seconds"] > section["max_seconds"]:
+        raise ParamError(f"{key}.min_seconds", "must not exceed max_seconds")
+
+
+SCHEMA: dict[str, Any] = {
+    "seed": Field(INT, min=0, max=2**31 - 1),
+    "replicates": Field((list,), items=Field(INT, min=0, max=9999), check=_unique_list),
+    "deterministic": Field((bool,)),
+    "num_threads": Field(INT, min=1, max=256),
+    "data": {
+        "source": Field((str,), choices=("synthetic", "csv", "folder", "asvspoof2019", "asvspoof2021", "asvspoof5", "in_the_wild")),
+        "root": Field((str,)),
+        "manifest": Field((str,), nullable=True),
+        "track": Field((str,), nullable=True, choices=("LA", "DF")),
+        "subset": Field((str,), choices=("eval", "progress", "hidden", "all")),
+        "seed": Field(INT, min=0, max=2**31 - 1),
+        "resplit": Field((bool,)),
+        "sample_rate": Field(INT, min=4000, max=192000),
+        "split_ratios": {
+            "train": Field(NUM, min=0, max=1),
+            "dev": Field(NUM, min=0, max=1),
+            "eval": Field(NUM, min=0, max=1),
+            "__check__": _ratios,
+        },
+        "synthetic": {
+            "speakers": Field(INT, min=3, max=1000),
+            "attacks": Field(INT, min=1, max=4),
+            "utterances_per_speaker": Field(INT, min=2, max=100000),
+            "spoof_fraction": Field(NUM, min=0.05, max=0.95),
+            "min_seconds": Field(NUM, min=0.1, max=60),
+            "max_seconds": Field(NUM, min=0.1, max=60),
+            "__check__": _duration_order,
+        },
+    },
+    "augment": {
+        "prob": Field(NUM, min=0, max=1),
+        "train": Field((list,), items=Field((str,))),
+        "dev": Field((list,), items=Field((str,))),
+        "eval": Field((list,), items=Field((str,))),
+        "on_error": Field((str,), choices=("fail", "skip")),
+        "num_shards": Field(INT, min=1, max=4096),
+    },
+    "model": {
+        "name": Field((str,), choices=("lcnn",)),
+        "n_lfcc": Field(INT, min=4, max=128),
+        "n_filter": Field(INT, min=4, max=256),
+        "channels": Field((list,), items=Field(INT, min=1, max=1024), check=lambda v, k: _len(v, k, 1, 6)),
+        "dropout": Field(NUM, min=0, max=0.95),
+    },
+    "train": {
+        "epochs": Field(INT, min=1, max=10000),
+        "batch_size": Field(INT, min=1, max=65536),
+        "lr": Field(NUM, min=0, max=10),
+        "weight_decay": Field(NUM, min=0, max=1),
+        "crop_seconds": Field(NUM, min=0.1, max=60),
+        "class_weighting": Field((str,), choices=("balanced", "none")),
+        "checkpoint_every": Field(INT, min=1, max=10**9),
+        "patience": Field(INT, min=0, max=10000),
+    },
+    "evaluate": {
+        "crop_seconds": Field(NUM, min=0.1, max=600, nullable=True),
+        "on_fingerprint_mismatch": Field((str,), choices=("warn", "fail")),
+        "det_points": Field(INT, min=10, max=100000),
+    },
+    "aggregate": {
+        "confidence": Field(NUM, min=0.5, max=0.999),
+    },
+    "runtime": {
+        "num_workers": Field(INT, min=0, max=256),
+        "device": Field((str,), choices=("cpu", "cuda")),
+        "persistent_workers": Field((bool,)),
+    },
+}
+
+
+def _len(value: list, key: str, lo: int, hi: int) -> None:
+    if not lo <= len(value) <= hi:
+        raise ParamError(key, f"must have {lo} to {hi} entries, got {len(value)}")
+
+
+def validate(params: Any, schema: dict = SCHEMA, prefix: str = "") -> None:
+    """Check `params` against `schema`: every key present, known, typed and in range."""
+    where = prefix.rstrip(".") or "params.yaml"
+    if not isinstance(params, dict):
+        raise ParamError(where, f"expected a mapping, got {type(params).__name__}")
+    known = [k for k in schema if k != "__check__"]
+    for key in params:
+        if key not in schema or key == "__check__":
+            raise ParamError(f"{prefix}{key}", f"unknown key{_closest(str(key), known)}")
+    for key in known:
+        if key not in params:
+            raise ParamError(f"{prefix}{key}", "missing")
+        spec = schema[key]
+        if isinstance(spec, dict):
+            validate(params[key], spec, f"{prefix}{key}.")
+        else:
+            spec.validate(params[key], f"{prefix}{key}")
+    if "__check__" in schema:
+        schema["__check__"](params, where)
+
+
+def _validate_domain(params: dict) -> None:
+    """Checks that need other modules (codec names, dataset-specific keys)."""
+    from antispoof import codecs, datasets
+
+    codecs.validate_augment_params(params["augment"])
+    datasets.validate_data_params(params["data"])
+    data = params["data"]
+    if data["source"] != "synthetic" and Path(data["root"]).resolve().is_relative_to(SYNTHETIC_DIR.resolve()):
+        raise ParamError("data.root", f"{SYNTHETIC_DIR} holds the built-in corpus and is replaced on every prepare "
+                         "run: put your dataset elsewhere (e.g. data/corpus or a path outside the repository)")
+    if params["augment"]["prob"] > 0 and not params["augment"]["train"]:
+        raise ParamError("augment.train", "is empty but augment.prob > 0: list codec variants or set prob to 0")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """Read and fully validate a params file; raise ParamError on the first problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamError("-", "file not found (run from the project root or pass --params)", file=str(path)) from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ParamError("-", f"not valid YAML: {e}", file=str(path)) from None
+    try:
+        validate(params)
+        _validate_domain(params)
+    except ParamError as e:
+        raise e.in_file(str(path)) from None
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m antispoof.params", description="Validate a params file.")
+    parser.add_argument("params", nargs="?", default="params.yaml")
+    args = parser.parse_args(argv)
+    try:
+        load_params(args.params)
+    except ParamError as e:
+        print(f"antispoof params: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.params}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

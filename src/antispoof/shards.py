@@ -1,0 +1,230 @@
+"""The DVC output `data/augmented/`: codec variants packed into a few shard files plus an index.
+
+Layout (all byte-deterministic: no timestamps, no absolute paths):
+
+    data/augmented/shard-0000.s16 ... shard-<N-1>.s16   raw little-endian int16 samples, back to back
+    data/augmented/index.csv    utt_id, split, condition, shard, offset, length, variant_key
+                                (offset/length in samples; sorted by utt_id, condition)
+    data/augmented/info.json    format version, sample rate, dtype, shard names, conditions per split
+
+An utterance goes to shard ``int(sha256(utt_id)[:16], 16) % num_shards`` with all of its variants,
+and within a shard entries are ordered by (utt_id, condition). So adding or removing one source file
+changes the bytes of exactly one shard (plus the index), and DVC tracks num_shards + 2 files whatever
+the dataset size. All num_shards files are always written (an empty shard is an empty file).
+
+`AugmentedStore` reads it back with memory-mapped shards: `get` costs one slice copy.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from antispoof.errors import DataError
+from antispoof.repro import atomic_open, atomic_write_json
+
+__all__ = ["AugmentedStore", "FORMAT_VERSION", "INDEX_COLUMNS", "shard_of", "shard_name", "write_shards"]
+
+FORMAT_VERSION = 1
+DTYPE = "<i2"
+SCALE = 32768.0
+INDEX_NAME = "index.csv"
+INFO_NAME = "info.json"
+INDEX_COLUMNS = ["utt_id", "split", "condition", "shard", "offset", "length", "variant_key"]
+_SHARD_RE = re.compile(r"^shard-\d{4,}\.s16$")
+
+
+def shard_of(utt_id: str, num_shards: int) -> int:
+    """Stable shard of an utterance: depends only on its id and the shard count."""
+    digest = hashlib.sha256(str(utt_id).encode("utf-8")).hexdigest()
+    return int(digest[:16], 16) % int(num_shards)
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:04d}.s16"
+
+
+def write_shards(
+    out_dir: str | os.PathLike,
+    entries: Iterable[Mapping],
+    load: Callable[[Mapping], np.ndarray],
+    num_shards: int,
+    sample_rate: int,
+    conditions: Mapping[str, list[str]],
+    extra_info: Mapping | None = None,
+) -> list[dict]:
+    """Pack variants into `out_dir` and write the index; return the index rows.
+
+    `entries`: mappings with utt_id, split, condition, variant_key. `load(entry)` returns the entry's
+    int16 samples (called once per entry, shard by shard, so memory stays at one variant).
+    Every file is written atomically; stray shard files from an earlier layout are removed.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    by_shard: dict[int, list[Mapping]] = {i: [] for i in range(num_shards)}
+    seen = set()
+    for e in entries:
+        pair = (str(e["utt_id"]), str(e["condition"]))
+        if pair in seen:
+            raise ValueError(f"duplicate variant {pair}")
+        seen.add(pair)
+        by_shard[shard_of(pair[0], num_shards)].append(e)
+
+    rows: list[dict] = []
+    names = [shard_name(i) for i in range(num_shards)]
+    for i in range(num_shards):
+        items = sorted(by_shard[i], key=lambda e: (str(e["utt_id"]), str(e["condition"])))
+        offset = 0
+        with atomic_open(out / names[i], "wb") as f:
+            for e in items:
+                samples = np.ascontiguousarray(load(e), dtype=DTYPE)
+                if samples.ndim != 1:
+                    raise ValueError(f"variant {e['utt_id']}/{e['condition']} is not 1-D")
+                f.write(samples.tobytes())
+                rows.append({"utt_id": str(e["utt_id"]), "split": str(e["split"]), "condition": str(e["condition"]),
+                             "shard": names[i], "offset": offset, "length": int(samples.shape[0]),
+                             "variant_key": str(e["variant_key"])})
+                offset += int(samples.shape[0])
+    rows.sort(key=lambda r: (r["utt_id"], r["condition"]))
+
+    with atomic_open(out / INDEX_NAME, "w") as f:
+        f.write(",".join(INDEX_COLUMNS) + "\n")
+        for r in rows:
+            f.write(",".join(_csv_field(r[c]) for c in INDEX_COLUMNS) + "\n")
+    info = {"format": "antispoof-augmented", "version": FORMAT_VERSION, "dtype": DTYPE, "scale": SCALE,
+            "sample_rate": int(sample_rate), "num_shards": int(num_shards), "shards": names,
+            "conditions": {k: list(v) for k, v in conditions.items()}}
+    info.update(dict(extra_info or {}))
+    atomic_write_json(out / INFO_NAME, info)
+
+    keep = set(names) | {INDEX_NAME, INFO_NAME}
+    for p in out.iterdir():
+        if p.name not in keep and (_SHARD_RE.match(p.name) or (p.name.startswith(".") and p.name.endswith(".tmp"))):
+            p.unlink()
+    return rows
+
+
+def _csv_field(value) -> str:
+    s = str(value)
+    if any(c in s for c in ',"\n\r'):
+        s = '"' + s.replace('"', '""') + '"'
+    return s
+
+
+class AugmentedStore:
+    """Read-only access to `data/augmented/` (memory-mapped shards).
+
+    Safe to pass to DataLoader workers: memory maps are opened lazily in each process.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        import pandas as pd
+
+        self.dir = Path(directory)
+        try:
+            self.info = json.loads((self.dir / INFO_NAME).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{self.dir / INFO_NAME}: not found (run the augment stage first)") from None
+        if self.info.get("format") != "antispoof-augmented" or self.info.get("version") != FORMAT_VERSION:
+            raise DataError(f"{self.dir / INFO_NAME}: unsupported format {self.info.get('format')!r} "
+                            f"version {self.info.get('version')!r}")
+        try:
+            index = pd.read_csv(self.dir / INDEX_NAME, dtype={"utt_id": str, "split": str, "condition": str,
+                                                               "shard": str, "variant_key": str},
+                                keep_default_na=False)
+        except FileNotFoundError:
+            raise DataError(f"{self.dir / INDEX_NAME}: not found") from None
+        missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+        if missing:
+            raise DataError(f"{self.dir / INDEX_NAME}: missing columns {missing}")
+        self.sample_rate = int(self.info["sample_rate"])
+        self._shards: list[str] = list(self.info["shards"])
+        shard_pos = {name: i for i, name in enumerate(self._shards)}
+        unknown = set(index["shard"]) - set(shard_pos)
+        if unknown:
+            raise DataError(f"{self.dir / INDEX_NAME}: refers to unknown shard files {sorted(unknown)}")
+        order = self._condition_order()
+        self._loc: dict[tuple[str, str], tuple[int, int, int]] = {}
+        variants: dict[str, list[str]] = {}
+        self._split: dict[str, str] = {}
+        for utt, split, cond, shard, off, n in zip(index["utt_id"], index["split"], index["condition"],
+                                                   index["shard"], index["offset"], index["length"]):
+            self._loc[(utt, cond)] = (shard_pos[shard], int(off), int(n))
+            variants.setdefault(utt, []).append(cond)
+            self._split[utt] = split
+        self._variants = {u: sorted(v, key=lambda c: (order.get(c, len(order)), c)) for u, v in variants.items()}
+        self._maps: dict[int, np.ndarray] = {}
+        self.index = index
+
+    def _condition_order(self) -> dict[str, int]:
+        order: dict[str, int] = {}
+        for split in ("train", "dev", "eval"):
+            for c in self.info.get("conditions", {}).get(split, []):
+                order.setdefault(c, len(order))
+        return order
+
+    def __len__(self) -> int:
+        return len(self._loc)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_maps"] = {}
+        return state
+
+    def conditions(self, split: str | None = None) -> list[str]:
+        """Condition names configured for `split` (train/dev/eval), or for any split, in params order."""
+        conds = self.info.get("conditions", {})
+        if split is None:
+            return list(self._condition_order())
+        if split not in conds:
+            raise KeyError(f"unknown split {split!r}; known: {', '.join(conds)}")
+        return list(conds[split])
+
+    def has(self, utt_id: str, condition: str) -> bool:
+        return (str(utt_id), str(condition)) in self._loc
+
+    def variants_of(self, utt_id: str) -> list[str]:
+        """Stored conditions of an utterance, in params order ([] if none)."""
+        return list(self._variants.get(str(utt_id), []))
+
+    def _map(self, i: int) -> np.ndarray:
+        m = self._maps.get(i)
+        if m is None:
+            path = self.dir / self._shards[i]
+            if path.stat().st_size == 0:
+                m = np.zeros(0, dtype=DTYPE)
+            else:
+                m = np.memmap(path, dtype=DTYPE, mode="r")
+            self._maps[i] = m
+        return m
+
+    def get_int16(self, utt_id: str, condition: str) -> np.ndarray:
+        try:
+            shard, off, n = self._loc[(str(utt_id), str(condition))]
+        except KeyError:
+            raise KeyError(f"no variant {condition!r} of utterance {utt_id!r} in {self.dir}"
+                           f" (stored: {', '.join(self.variants_of(utt_id)) or 'none'})") from None
+        m = self._map(shard)
+        if off + n > m.shape[0]:
+            raise DataError(f"{self.dir / self._shards[shard]}: truncated (index wants samples {off}..{off + n})")
+        return np.array(m[off:off + n])
+
+    def get(self, utt_id: str, condition: str) -> np.ndarray:
+        """The variant as float32 in [-1, 1) (int16 / 32768), as long as the source utterance."""
+        return self.get_int16(utt_id, condition).astype(np.float32) / np.float32(SCALE)
+
+    def choose(self, utt_id: str, rng: np.random.Generator, prob: float) -> str:
+        """Pick the condition for one training sample: 'clean' with probability 1 - prob (or when the
+        utterance has no variants), else one of its variants uniformly. Draw-for-draw deterministic
+        given `rng` (e.g. antispoof.repro.sample_generator(seed, epoch, index)): always two draws."""
+        u = float(rng.random())
+        k = int(rng.integers(0, 1 << 30))
+        variants = self._variants.get(str(utt_id), [])
+        if not variants or u >= prob:
+            return "clean"
+        return variants[k % len(variants)]
