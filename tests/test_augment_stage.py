@@ -255,16 +255,16 @@ def test_two_concurrent_fillers_of_one_cache_and_worker_count_independence(tmp_p
     cache = tmp_path / "cache"
     env = dict(os.environ, ANTISPOOF_CACHE_DIR=str(cache))
     aug = {"train": ["mp3:24k", "mulaw"], "eval": ["mp3:24k", "amrnb:6.7k"]}
-    make_workspace(tmp_path / "a", {"train": 10, "eval": 6}, aug, workers=2)
-    make_workspace(tmp_path / "b", {"train": 10, "eval": 6}, aug, workers=1)
-    procs = [subprocess.Popen(stage_cmd() + ["--batch-size", "3"], cwd=tmp_path / w, env=env,
+    make_workspace(tmp_path / "a", {"train": 6, "eval": 4}, aug, workers=2)
+    make_workspace(tmp_path / "b", {"train": 6, "eval": 4}, aug, workers=1)
+    procs = [subprocess.Popen(stage_cmd() + ["--batch-size", "2"], cwd=tmp_path / w, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for w in ("a", "b")]
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
     stats = [tuple(map(int, SUMMARY.search(e).groups())) for e in errs]
-    assert all(s[0] == 32 and s[1] + s[2] == 32 and s[3] == 0 for s in stats)
+    assert all(s[0] == 20 and s[1] + s[2] == 20 and s[3] == 0 for s in stats)
     assert outputs(tmp_path / "a") == outputs(tmp_path / "b")  # 2 workers vs 1: same bytes
     vc = VariantCache(cache / "variants/v1")
     keys = [p.stem for p in cache.glob("variants/v1/*/*.var")]
-    assert len(keys) == 32 and all(vc.get(k) is not None for k in keys) and vc.corrupt == 0
+    assert len(keys) == 20 and all(vc.get(k) is not None for k in keys) and vc.corrupt == 0
     assert not list(cache.glob("variants/v1/*/.*.tmp"))

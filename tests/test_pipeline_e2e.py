@@ -35,9 +35,11 @@ def test_repro_then_seed_experiment(tiny_project):
     assert "Running stage 'train@0'" in out and "Running stage 'aggregate'" in out
 
     shown = json.loads(p.dvc("exp", "show", "--json").stdout)
-    rows = [shown[0]] + [rev for e in (shown[0].get("experiments") or []) for rev in e["revs"]]
-    master_seeds = sorted(row["data"]["params"]["params.yaml"]["seed"] for row in rows)
-    assert 42 in master_seeds and 123 in master_seeds
+    # Rows: the workspace, the baseline commit, and the baseline's experiments.
+    rows = [row for base in shown for row in [base] + [rev for e in (base.get("experiments") or []) for rev in e["revs"]]]
+    # exp show wraps each params file's values in a "data" key (as it does for metrics files)
+    master_seeds = sorted(row["data"]["params"]["params.yaml"]["data"]["seed"] for row in rows)
+    assert set(master_seeds) == {42, 123}
     for row in rows:
         agg_row = row["data"]["metrics"]["metrics/aggregate.json"]["data"]["aggregate"]
         assert agg_row["clean"]["eer"]["n"] == 2

@@ -193,8 +193,9 @@ def test_sigkill_then_rerun_is_byte_identical(lab, reference, kill_at, resumes_f
     assert max(ckpt_steps(cache)) == resumes_from
     proc = lab.train(cache)
     assert f"resuming from checkpoint at step {resumes_from} " in proc.stderr
-    lab.evaluate(cache)
-    assert_identical(lab.snapshot(), reference)
+    # Scores are a function of model.pt (evaluate is deterministic: the same-params test, verify): the
+    # scenarios below also re-evaluate after their kills and compare the score files.
+    assert_identical(lab.snapshot(), reference, only=TRAIN_FILES)
 
 
 def test_two_successive_kills_then_rerun_is_byte_identical(lab, reference):
@@ -274,44 +275,41 @@ def test_verify_passes_on_the_recorded_results(lab, reference):
     assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()} == before  # verify writes nothing there
 
 
-def test_verify_fails_on_a_tampered_score_and_a_tampered_checkpoint(lab, reference):
+def test_verify_fails_on_a_tampered_score_file_and_a_tampered_checkpoint(lab, reference):
     lab.restore(reference)
     scores = lab.root / "scores/r0/clean.txt"
     lines = scores.read_text().splitlines(keepends=True)
     utt, value = lines[0].split()
     lines[0] = f"{utt} {float(value) + 1e-9!r}\n"  # a tiny change, still a valid score file
     scores.write_text("".join(lines))
-    proc = lab.stage("verify", "--replicate", "0", cache=lab.cache("reference"), check=False)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    result, detail = table(proc.stdout)["scores/r0/clean.txt"]
-    assert result == "FAIL" and detail.startswith("1 of") and utt in detail
-    assert "verify r0: FAIL" in proc.stdout
-
-    # A recorded checkpoint whose weights were altered (valid checksum): re-training exposes it.
-    lab.restore(reference)
+    # A recorded checkpoint whose weights were altered by one ulp (valid checksum): re-training exposes it.
     cache = lab.cache("tampered-ckpt")
     src = store_dirs(lab.cache("reference"))[0]
     shutil.copytree(src, cache / "checkpoints" / src.name)
     path = cache / "checkpoints" / src.name / "step-00000006.ckpt"
     state = load_checkpoint(path)
-    w = state["model"]["head.weight"]
-    w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(float("inf")))  # one ulp
+    w = state["model"]["head.weight"].view(-1)
+    w[0] = torch.nextafter(w[0], torch.tensor(float("inf")))
     save_checkpoint(path, state)
+
     proc = lab.stage("verify", "--replicate", "0", "--from-step", "4", "--steps", "2", cache=cache, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "verify r0: FAIL" in proc.stdout
     rows = table(proc.stdout)
+    result, detail = rows["scores/r0/clean.txt"]
+    assert result == "FAIL" and detail.startswith("1 of") and utt in detail
     assert rows["train 4->6: weights"][0] == "FAIL" and "head.weight" in rows["train 4->6: weights"][1]
     assert rows["train 4->6: optimizer"][0] == "PASS" and rows["train 4->6: RNG states"][0] == "PASS"
-    assert rows["scores/r0/clean.txt"][0] == "PASS"
+    assert rows["models/r0/model.pt = checkpoint step 8"][0] == "PASS"
 
 
 # ---------------------------------------------------- DVC: repro --force twice; codec augmentation
 @pytest.fixture(scope="module")
 def dvc_lab(tmp_path_factory, bytecode_cache):
-    """The full pipeline (codec variants drawn per sample: augment.prob 0.5, two replicates) through
-    `dvc repro --force`. Returns (project, dvc.lock bytes, replicate 0's train outputs)."""
+    """The full pipeline (codec variants drawn per sample: augment.prob 0.5) through `dvc repro --force`.
+    Returns (project, dvc.lock bytes, replicate 0's train outputs)."""
     base = tmp_path_factory.mktemp("dvc_repro")
-    project = make_project(base, tiny_params())
+    project = make_project(base, tiny_params(replicates=[0]))
     project.env.update(bytecode_cache)
     project.env["ANTISPOOF_CACHE_DIR"] = str(base / "cache-1")
     project.dvc("repro", "--force")
@@ -324,9 +322,9 @@ def test_dvc_repro_force_twice_leaves_dvc_lock_unchanged(dvc_lab):
     # A fresh cache: codec variants are encoded again and training cannot resume a finished run.
     env = {**project.env, "ANTISPOOF_CACHE_DIR": str(project.root.parent / "cache-2")}
     out = run([str(BIN / "dvc"), "repro", "--force"], project.root, env).stdout
-    assert "Running stage 'augment-cache'" in out and "Running stage 'train@1'" in out
+    assert "Running stage 'augment-cache'" in out and "Running stage 'train@0'" in out
     assert (project.root / "dvc.lock").read_bytes() == lock
-    assert b"models/r0" in lock and b"scores/r1" in lock and b"md5" in lock
+    assert b"models/r0" in lock and b"scores/r0" in lock and b"md5" in lock
 
 
 def test_codec_augmented_training_with_workers_and_a_kill_is_byte_identical(dvc_lab):

@@ -83,6 +83,8 @@ def body(args: argparse.Namespace, params: dict) -> None:
     agg = aggregate(evals, trains, params["aggregate"]["confidence"])
     atomic_write_json("metrics/aggregate.json", {"aggregate": agg})
     atomic_write_text("reports/aggregate.md", report(agg, evals, trains))
+    bars = "".join(f"{c},{100 * b['eer']['mean']:.3f}\n" for c, b in agg.items() if c != "replicates")
+    atomic_write_text("plots/eer_by_condition.csv", "condition,eer_percent\n" + bars)
     e = agg.get("pooled", {}).get("eer", {})
     print(f"aggregate: pooled EER {100 * e['mean']:.3f}% over {e['n']} replicates")
 

@@ -230,7 +230,6 @@ def body(args: argparse.Namespace, params: dict) -> dict:
         raise DataError(_summary_of_failures(failed, paths))
 
     ok = [{"utt_id": r[0], "split": r[1], "condition": r[2], "variant_key": r[3]} for r in results if r[4] != "failed"]
-    by_key = {(r[0], r[2]): r for r in results}
     job_of = {u: j for j in jobs for u, _ in j["utts"]}
 
     def load(entry: dict) -> np.ndarray:

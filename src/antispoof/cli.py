@@ -13,13 +13,15 @@ from antispoof.errors import UserError
 def run_stage(
     name: str,
     description: str,
-    body: Callable[[argparse.Namespace, dict], None],
+    body: Callable[[argparse.Namespace, dict], dict | None],
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
     argv: list[str] | None = None,
 ) -> int:
     """Parse arguments, load and validate params.yaml, run `body(args, params)`.
 
     Returns the process exit status: 0 on success, 2 on a UserError (message printed on one line).
+    A dict returned by `body` (run statistics that vary between runs, e.g. cache hits) goes to the
+    untracked provenance log, never to a tracked output.
     """
     parser = argparse.ArgumentParser(
         prog=f"python -m antispoof.{name.replace('-', '_')}",
@@ -35,14 +37,14 @@ def run_stage(
         from antispoof.params import load_params
 
         params = load_params(args.params)
-        body(args, params)
+        summary = body(args, params)
     except UserError as e:
         print(f"antispoof {name}: error: {e}", file=sys.stderr)
         return e.exit_code
     try:
         from antispoof.repro.provenance import write_provenance
 
-        write_provenance(name, args=vars(args), start=start, end=time.time())
+        write_provenance(name, args=vars(args), start=start, end=time.time(), extra=summary)
     except ImportError:  # pragma: no cover - provenance module is optional during bootstrap
         pass
     return 0

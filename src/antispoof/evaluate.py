@@ -24,7 +24,7 @@ from antispoof import metrics
 from antispoof.cli import run_stage
 from antispoof.data import AUGMENTED, MANIFEST, eval_view, load_split, read_manifest
 from antispoof.errors import ParamError, UserError
-from antispoof.models import build_model
+from antispoof.models import build_model, select_device
 from antispoof.repro import atomic_write_json, atomic_write_text
 from antispoof.repro.hashing import fingerprint
 from antispoof.repro.seeding import replicate_seed, seed_everything
@@ -42,7 +42,7 @@ def load_model(r: int, params: dict) -> torch.nn.Module:
         raise UserError(f"{path} not found: run the train stage for replicate {r} first")
     model = build_model(params["model"], params["data"]["sample_rate"])
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
+    return model.to(select_device(params["runtime"]["device"])).eval()
 
 
 def check_fingerprint(r: int, params: dict) -> None:
@@ -57,7 +57,36 @@ def check_fingerprint(r: int, params: dict) -> None:
         warnings.warn(msg)
 
 
-def write_scores(path: Path, utt_ids: pd.Series, scores: np.ndarray) -> None:
+def eval_inputs(params: dict) -> tuple[pd.DataFrame, list[np.ndarray], AugmentedStore | None, int | None]:
+    """The eval split's rows and clean audio, the codec-variant store, and the crop length (or None)."""
+    sr = params["data"]["sample_rate"]
+    crop = None if params["evaluate"]["crop_seconds"] is None else int(round(params["evaluate"]["crop_seconds"] * sr))
+    if not MANIFEST.exists():
+        raise UserError(f"{MANIFEST} not found: run the prepare stage first")
+    rows, clean = load_split(read_manifest(), "eval", params["data"]["root"], sr)
+    if len(rows) == 0:
+        raise UserError(f"{MANIFEST}: the eval split is empty")
+    store = AugmentedStore(AUGMENTED) if params["augment"]["eval"] else None
+    return rows, clean, store, crop
+
+
+def eval_conditions(store: AugmentedStore | None) -> list[str]:
+    return ["clean"] + list(store.conditions("eval")) if store else ["clean"]
+
+
+def score_condition(model: torch.nn.Module, cond: str, rows: pd.DataFrame, clean: list[np.ndarray],
+                    store: AugmentedStore | None, crop: int | None) -> tuple[list[str], np.ndarray]:
+    """Scores of the eval utterances under one condition, in manifest order. A variant that failed
+    with augment.on_error=skip is missing from the store: only what exists is scored."""
+    if cond == "clean":
+        ids, audio = list(rows["utt_id"]), clean
+    else:
+        ids = [u for u in rows["utt_id"] if store.has(u, cond)]
+        audio = [store.get(u, cond) for u in ids]
+    return ids, score_utterances(model, [eval_view(np.asarray(x, dtype=np.float32), crop) for x in audio])
+
+
+def write_scores(path: Path, utt_ids: list[str], scores: np.ndarray) -> None:
     # repr() of a float is the shortest string that round-trips: exact, and byte-stable.
     atomic_write_text(path, "".join(f"{u} {float(s)!r}\n" for u, s in zip(utt_ids, scores)))
 
@@ -69,25 +98,10 @@ def body(args: argparse.Namespace, params: dict) -> None:
     seed_everything(replicate_seed(params["seed"], r), params["deterministic"], params["num_threads"])
     check_fingerprint(r, params)
     model = load_model(r, params)
-    sr = params["data"]["sample_rate"]
-    crop = None if params["evaluate"]["crop_seconds"] is None else int(round(params["evaluate"]["crop_seconds"] * sr))
-    if not MANIFEST.exists():
-        raise UserError(f"{MANIFEST} not found: run the prepare stage first")
-    rows, clean = load_split(read_manifest(), "eval", params["data"]["root"], sr)
-    if len(rows) == 0:
-        raise UserError(f"{MANIFEST}: the eval split is empty")
-    store = AugmentedStore(AUGMENTED) if params["augment"]["eval"] else None
-
-    conditions = ["clean"] + [c for c in store.conditions("eval")] if store else ["clean"]
+    rows, clean, store, crop = eval_inputs(params)
     tables = []
-    for cond in tqdm(conditions, desc=f"evaluate r{r}", unit="condition", file=sys.stderr):
-        if cond == "clean":
-            audio, ids = clean, rows["utt_id"]
-        else:  # a variant that failed with augment.on_error=skip is missing: score what exists
-            have = [store.has(u, cond) for u in rows["utt_id"]]
-            ids = rows["utt_id"][have]
-            audio = [store.get(u, cond) for u in ids]
-        scores = score_utterances(model, [eval_view(np.asarray(x, dtype=np.float32), crop) for x in audio])
+    for cond in tqdm(eval_conditions(store), desc=f"evaluate r{r}", unit="condition", file=sys.stderr):
+        ids, scores = score_condition(model, cond, rows, clean, store, crop)
         write_scores(Path(f"scores/r{r}/{cond}.txt"), ids, scores)
         part = rows.set_index("utt_id").loc[ids, ["label", "attack"]].reset_index()
         part["score"], part["condition"] = scores, cond

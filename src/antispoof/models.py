@@ -77,6 +77,15 @@ def build_model(model_params: dict, sample_rate: int) -> nn.Module:
     raise ValueError(f"unknown model {model_params['name']!r}")  # params validation rejects this earlier
 
 
+def select_device(name: str) -> torch.device:
+    """`runtime.device` as a torch device; asking for CUDA on a machine without it is a user error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        from antispoof.errors import ParamError
+
+        raise ParamError("runtime.device", "is 'cuda' but torch sees no CUDA device here; use 'cpu'")
+    return torch.device(name)
+
+
 def scores_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Bona fide logit minus spoof logit: the log-likelihood-ratio-like detection score."""
     return logits[:, BONAFIDE] - logits[:, SPOOF]

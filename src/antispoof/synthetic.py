@@ -126,7 +126,7 @@ def synthesize(seed: int, speaker: int, index: int, seconds: float, attack: str 
     traits = speaker_traits(seed, speaker)
     r = _rng(seed, 2, speaker, index)
     n = int(round(seconds * SAMPLE_RATE))
-    strength = float(r.uniform(0.4, 1.0)) if attack else 0.0
+    strength = float(r.uniform(0.6, 1.0)) if attack else 0.0
     smooth = attack == "A01"
     f0 = _pitch(r, n, traits["f0"], traits["jitter"] * (1 - strength if smooth else 1), smooth)
     shimmer = traits["shimmer"] * ((1 - strength) if smooth else 1)

@@ -15,7 +15,6 @@ Outputs: models/r<r>/model.pt (+ model.json), metrics/train/r<r>.json, plots/tra
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -33,7 +32,7 @@ from antispoof import metrics
 from antispoof.cli import run_stage
 from antispoof.data import AUGMENTED, MANIFEST, EpochBatches, TrainingSet, collate, labels_of, load_split, read_manifest
 from antispoof.errors import ParamError, UserError
-from antispoof.models import build_model, scores_from_logits
+from antispoof.models import build_model, scores_from_logits, select_device
 from antispoof.repro import atomic_open, atomic_write_json, atomic_write_text, cache_dir
 from antispoof.repro.checkpoint import REQUIRED_KEYS, CheckpointStore, capture_rng_state, library_versions, restore_rng_state
 from antispoof.repro.hashing import code_version, file_digest, fingerprint
@@ -75,7 +74,9 @@ def dev_eer(model: torch.nn.Module, audio: list[np.ndarray], labels: np.ndarray)
 def score_utterances(model: torch.nn.Module, audio: list[np.ndarray]) -> np.ndarray:
     """One forward pass per utterance (full length): a score never depends on its batch neighbours."""
     model.eval()
-    out = [scores_from_logits(model(torch.from_numpy(np.asarray(x, dtype=np.float32))[None]))[0].item() for x in audio]
+    device = next(model.parameters()).device
+    out = [scores_from_logits(model(torch.from_numpy(np.asarray(x, dtype=np.float32))[None].to(device)))[0].item()
+           for x in audio]
     return np.asarray(out, dtype=np.float64)
 
 
@@ -126,11 +127,13 @@ def setup(params: dict, r: int) -> Run:
                         persistent_workers=workers > 0 and params["runtime"]["persistent_workers"],
                         generator=torch.Generator().manual_seed(0))
 
-    model = build_model(params["model"], sr)  # initialisation draws from torch's seeded RNG
+    # Initialisation draws from torch's seeded CPU RNG, so CPU and GPU runs start from the same weights.
+    model = build_model(params["model"], sr).to(select_device(params["runtime"]["device"]))
     optimizer = torch.optim.Adam(model.parameters(), lr=tp["lr"], weight_decay=tp["weight_decay"])
     labels = dataset.labels
     counts = np.bincount(labels, minlength=2)
-    weight = torch.tensor(len(labels) / (2.0 * counts) if tp["class_weighting"] == "balanced" else [1.0, 1.0], dtype=torch.float32)
+    weight = torch.tensor(len(labels) / (2.0 * counts) if tp["class_weighting"] == "balanced" else [1.0, 1.0],
+                          dtype=torch.float32, device=next(model.parameters()).device)
     fp = run_fingerprint(params, seed)
     return Run(r, tp, seed, model, optimizer, loader, batches, weight, dev_audio, labels_of(dev_rows),
                -(-len(dataset) // tp["batch_size"]), fp, fingerprint(fp))
@@ -183,6 +186,7 @@ def train_loop(run: Run, state: dict, on_checkpoint: Callable[[dict], None], unt
         model.train()
         run.batches.epoch, run.batches.start = state["epoch"], state["batch"]
         for x, y in run.loader:
+            x, y = x.to(run.weight.device), y.to(run.weight.device)
             loss = torch.nn.functional.cross_entropy(model(x), y, weight=run.weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

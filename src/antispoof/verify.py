@@ -26,16 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from antispoof import train
+from antispoof import evaluate, train
 from antispoof.cli import run_stage
-from antispoof.data import AUGMENTED, MANIFEST, eval_view, load_split, read_manifest
 from antispoof.errors import ParamError, UserError
-from antispoof.evaluate import load_model
 from antispoof.repro import cache_dir
 from antispoof.repro.checkpoint import REQUIRED_KEYS, CheckpointStore, CorruptCheckpoint, load_checkpoint, validate_state
 from antispoof.repro.hashing import fingerprint
 from antispoof.repro.seeding import replicate_seed, seed_everything
-from antispoof.shards import AugmentedStore
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -117,14 +114,9 @@ def read_scores(path: Path) -> tuple[list[str], np.ndarray]:
 def check_scores(r: int, params: dict, rows: list) -> None:
     """Re-score the eval split as the evaluate stage does; compare with scores/r<r>/*.txt."""
     seed_everything(replicate_seed(params["seed"], r), params["deterministic"], params["num_threads"])
-    model = load_model(r, params)
-    sr = params["data"]["sample_rate"]
-    crop = None if params["evaluate"]["crop_seconds"] is None else int(round(params["evaluate"]["crop_seconds"] * sr))
-    if not MANIFEST.exists():
-        raise UserError(f"{MANIFEST} not found: run the prepare stage first")
-    eval_rows, clean = load_split(read_manifest(), "eval", params["data"]["root"], sr)
-    store = AugmentedStore(AUGMENTED) if params["augment"]["eval"] else None
-    conditions = ["clean"] + list(store.conditions("eval")) if store else ["clean"]
+    model = evaluate.load_model(r, params)
+    eval_rows, clean, store, crop = evaluate.eval_inputs(params)
+    conditions = evaluate.eval_conditions(store)
     directory = Path(f"scores/r{r}")
     recorded_files = sorted(directory.glob("*.txt"))
     for extra in [p for p in recorded_files if p.stem not in conditions]:
@@ -134,12 +126,7 @@ def check_scores(r: int, params: dict, rows: list) -> None:
         if not path.exists():
             rows.append((str(path), FAIL, "missing (evaluate writes it)"))
             continue
-        if cond == "clean":  # the same selection as evaluate.body
-            audio, ids = clean, list(eval_rows["utt_id"])
-        else:
-            ids = [u for u in eval_rows["utt_id"] if store.has(u, cond)]
-            audio = [store.get(u, cond) for u in ids]
-        scores = train.score_utterances(model, [eval_view(np.asarray(x, dtype=np.float32), crop) for x in audio])
+        ids, scores = evaluate.score_condition(model, cond, eval_rows, clean, store, crop)
         rec_ids, rec_scores = read_scores(path)
         if rec_ids != ids:
             rows.append((str(path), FAIL, f"utterance ids/order differ ({len(rec_ids)} recorded, {len(ids)} scored)"))
@@ -148,7 +135,7 @@ def check_scores(r: int, params: dict, rows: list) -> None:
         if len(bad):
             i = bad[0]
             rows.append((str(path), FAIL, f"{len(bad)} of {len(ids)} scores differ (first {ids[i]}: recorded "
-                                          f"{rec_scores[i]!r}, recomputed {scores[i]!r})"))
+                                          f"{float(rec_scores[i])!r}, recomputed {float(scores[i])!r})"))
         else:
             rows.append((str(path), PASS, f"{len(ids)} scores bit-identical"))
 

@@ -157,8 +157,11 @@ def _torch_info(probes: _Probes) -> dict:
                            "cudnn_benchmark": None}
 
     def probe() -> None:
-        import torch
-
+        # Only stages that used torch report its runtime state; importing it here would add seconds
+        # to every torch-free stage (its version is recorded from package metadata either way).
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return
         out["cuda"] = torch.version.cuda
         out["num_threads"] = torch.get_num_threads()
         out["num_interop_threads"] = torch.get_num_interop_threads()
