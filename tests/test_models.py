@@ -1,0 +1,51 @@
+"""The default detector: LFCC front-end dimensions, any-length scoring, the LLR-like score."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from antispoof.errors import ParamError
+from antispoof.models import BONAFIDE, SPOOF, LFCC, build_model, scores_from_logits, select_device
+
+PARAMS = {"name": "lcnn", "n_lfcc": 20, "n_filter": 20, "channels": [8, 8, 8], "dropout": 0.2}
+
+
+def test_lfcc_has_statics_deltas_and_delta_deltas():
+    feats = LFCC(16000, n_lfcc=20, n_filter=20)(torch.randn(2, 16000))
+    assert feats.shape == (2, 60, 101)  # 10-ms hop, centred frames
+    assert torch.isfinite(feats).all()
+
+
+@pytest.mark.parametrize("samples", [4000, 16000, 37123])
+def test_scores_any_length(samples):
+    torch.manual_seed(0)
+    model = build_model(PARAMS, 16000).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, samples))
+    assert logits.shape == (1, 2)
+
+
+def test_score_is_bonafide_minus_spoof_logit():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    assert BONAFIDE == 0 and SPOOF == 1
+    assert scores_from_logits(logits).tolist() == [3.0, -2.5]
+
+
+def test_same_seed_same_initial_weights():
+    torch.manual_seed(5)
+    a = build_model(PARAMS, 16000).state_dict()
+    torch.manual_seed(5)
+    b = build_model(PARAMS, 16000).state_dict()
+    torch.manual_seed(6)
+    c = build_model(PARAMS, 16000).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_cuda_requested_without_cuda_is_a_param_error():
+    if torch.cuda.is_available():
+        assert select_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(ParamError, match="runtime.device"):
+            select_device("cuda")
+    assert select_device("cpu").type == "cpu"
