@@ -4,7 +4,8 @@ Reads metrics/eval/r<r>.json and metrics/train/r<r>.json of every replicate in `
 per condition (pooled, clean, each codec condition) and metric (EER, minDCF, actDCF, Cllr): mean,
 sample standard deviation, a Student-t confidence interval for the mean (`aggregate.confidence`),
 min, max and n, plus the replicates' effective seeds. metrics/aggregate.json is what `dvc exp show` and
-`dvc metrics diff` compare; reports/aggregate.md is the same as a readable table.
+`dvc metrics diff` compare; reports/aggregate.md is the same as a readable table (plus EER per attack),
+and plots/eer_by_condition.csv feeds the EER-per-condition bar chart of `dvc plots show`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from antispoof.cli import run_stage
 from antispoof.errors import UserError
 from antispoof.repro import atomic_write_json, atomic_write_text
-from antispoof.stats import summarize
+from antispoof.stats import summarize, t_quantile
 
 METRICS = ("eer", "min_dcf", "act_dcf", "cllr")
 LABELS = {"eer": "EER (%)", "min_dcf": "minDCF", "act_dcf": "actDCF", "cllr": "Cllr (bits)"}
@@ -72,9 +73,21 @@ def report(agg: dict, evals: dict[int, dict], trains: dict[int, dict]) -> str:
     for r in reps:
         cells = [f"{100 * evals[r][c]['eer']:.3f}" for c in agg if c != "replicates"]
         lines.append(f"| r{r} | {trains[r]['effective_seed']} | " + " | ".join(cells) + " |")
+    attacks = sorted({a for r in reps for a in evals[r].get("attack_eer", {})})
+    if attacks:
+        lines += ["", "## EER per attack, clean audio (%)", "",
+                  "| attack | mean ± std | " + " | ".join(f"r{r}" for r in reps) + " |",
+                  "|---|---|" + "---|" * len(reps)]
+        for a in attacks:
+            values = [evals[r]["attack_eer"][a] for r in reps if a in evals[r].get("attack_eer", {})]
+            s = summarize(values)
+            spread = "–" if s["std"] is None else f"{100 * s['std']:.3f}"
+            cells = [f"{100 * evals[r]['attack_eer'][a]:.3f}" if a in evals[r].get("attack_eer", {}) else "–" for r in reps]
+            lines.append(f"| {a} | {100 * s['mean']:.3f} ± {spread} | " + " | ".join(cells) + " |")
+    t = f"t = {t_quantile(0.5 + conf / 2, len(reps) - 1):.2f}" if len(reps) > 1 else "no interval from one replicate"
     lines += ["", "Two experiments differ beyond seed noise only if the difference of their means is large against",
-              "these standard deviations; with 3 replicates the t-interval is wide (t = 4.30 at 95 %): add replicates",
-              "(`dvc exp run -S 'replicates=[0,1,2,3,4]'`) before trusting a small gain.", ""]
+              f"these standard deviations. With {len(reps)} replicates the interval is wide ({t} at {conf:.0%}): add",
+              "replicates (`dvc exp run -S 'replicates=[0,1,2,3,4]'`, only new ones train) before trusting a small gain.", ""]
     return "\n".join(lines)
 
 

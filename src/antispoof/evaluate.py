@@ -5,8 +5,9 @@ Scoring is deterministic: one forward pass per utterance over the full utterance
 (higher = more bona fide), a log-likelihood-ratio-like value as ASVspoof's actDCF and Cllr expect.
 
 Outputs: scores/r<r>/<condition>.txt (`utt_id score` per line), metrics/eval/r<r>.json (EER, minDCF,
-actDCF, Cllr pooled over all conditions and per condition; EER per attack on clean audio) and DET-curve data in
-plots/det/r<r>/<condition>.csv for `dvc plots`.
+actDCF, Cllr pooled over all conditions and per condition; EER per attack on clean audio), and for
+`dvc plots` DET-curve points (plots/det/r<r>/<condition>.csv, probit axes) and score histograms per class
+(plots/hist/r<r>/<condition>.csv).
 """
 from __future__ import annotations
 
@@ -109,6 +110,8 @@ def body(args: argparse.Namespace, params: dict) -> None:
         bona, spoof = scores[part["label"] == "bonafide"], scores[part["label"] == "spoof"]
         det = metrics.det_plot_points(bona, spoof, max_points=params["evaluate"]["det_points"])
         atomic_write_text(f"plots/det/r{r}/{cond}.csv", det.to_csv(index=False, lineterminator="\n", float_format="%.6f"))
+        hist = metrics.score_histogram(bona, spoof).pivot(index="bin_center", columns="label", values="count")
+        atomic_write_text(f"plots/hist/r{r}/{cond}.csv", hist.reset_index().to_csv(index=False, lineterminator="\n", float_format="%.6f"))
 
     table = pd.concat(tables, ignore_index=True)
     result = metrics.breakdown(table, ["condition"])

@@ -15,6 +15,7 @@ Outputs: models/r<r>/model.pt (+ model.json), metrics/train/r<r>.json, plots/tra
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -66,6 +67,9 @@ def run_fingerprint(params: dict, effective_seed: int) -> dict:
 
 
 def dev_eer(model: torch.nn.Module, audio: list[np.ndarray], labels: np.ndarray) -> float:
+    """EER on the dev split; NaN when it lacks a class (then there is no early stopping signal)."""
+    if len(set(labels.tolist())) < 2:
+        return float("nan")
     scores = score_utterances(model, audio)
     return metrics.eer(scores[labels == 0], scores[labels == 1])
 
@@ -206,7 +210,7 @@ def train_loop(run: Run, state: dict, on_checkpoint: Callable[[dict], None], unt
                         return
                 _test_kill_point(state["global_step"], "after")
         # End of epoch: dev EER, curves, early stopping, then an epoch-boundary checkpoint.
-        eer = dev_eer(model, run.dev_audio, run.dev_labels) if len(run.dev_audio) else float("nan")
+        eer = dev_eer(model, run.dev_audio, run.dev_labels)
         state["history"].append({"epoch": state["epoch"] + 1, "step": state["global_step"],
                                  "train_loss": state["loss_sum"] / max(state["seen"], 1), "dev_eer": eer})
         if state["best_dev_eer"] is None or eer < state["best_dev_eer"]:
@@ -252,6 +256,11 @@ def body(args: argparse.Namespace, params: dict) -> None:
     write_outputs(r, params, run.seed, run.run_id, run.model, state, run.steps_per_epoch)
 
 
+def _metric(value: float | None) -> float | None:
+    """Rounded for the metrics file; NaN (no dev split) becomes null, which JSON can hold."""
+    return None if value is None or math.isnan(value) else round(value, 6)
+
+
 def write_outputs(r: int, params: dict, seed: int, run_id: str, model: torch.nn.Module, state: dict, steps_per_epoch: int) -> None:
     out = Path(f"models/r{r}")
     with atomic_open(out / "model.pt", "wb") as f:
@@ -265,7 +274,7 @@ def write_outputs(r: int, params: dict, seed: int, run_id: str, model: torch.nn.
     atomic_write_json(f"metrics/train/r{r}.json", {f"train_r{r}": {
         "effective_seed": seed, "epochs": state["epoch"], "steps": state["global_step"],
         "steps_per_epoch": steps_per_epoch, "final_train_loss": round(last["train_loss"], 6),
-        "final_dev_eer": round(last["dev_eer"], 6), "best_dev_eer": round(state["best_dev_eer"], 6),
+        "final_dev_eer": _metric(last["dev_eer"]), "best_dev_eer": _metric(state["best_dev_eer"]),
         "best_epoch": state["best_epoch"], "stopped_early": state["stopped_early"],
     }})
     curves = pd.DataFrame(state["history"])[["epoch", "step", "train_loss", "dev_eer"]]
