@@ -6,13 +6,17 @@ source), validated, and written as data/prepared/manifest.csv: one row per utter
 path (relative to data.root), label, split, speaker, attack, codec, duration, sample rate and a hash of
 the decoded audio. metrics/prepare.json counts utterances per split x label, hours of audio, and a
 dataset fingerprint (a hash of the manifest, audio hashes included) that changes when any audio does.
+For a corpus outside the repository, the protocol files are what DVC tracks: the stage warns, with the
+lines to add, when dvc.yaml does not list them as its deps.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from antispoof import datasets, synthetic
 from antispoof.cli import run_stage
@@ -35,6 +39,20 @@ def summarise(manifest: pd.DataFrame) -> dict:
     }}
 
 
+def undeclared_protocol_files(data: dict, repo_root: Path, dvc_yaml: Path = Path("dvc.yaml")) -> list[Path]:
+    """Protocol files the reader uses that dvc.yaml does not declare as deps of `prepare`.
+
+    A corpus outside the repository is tracked by its protocol files (not by hashing every audio
+    file), so DVC re-runs prepare when a protocol changes only if they are declared deps.
+    """
+    if data["source"] == "synthetic" or not dvc_yaml.exists():
+        return []
+    stage = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}).get("prepare", {})
+    declared = [(repo_root / str(d)).resolve() for d in stage.get("deps", []) if isinstance(d, str)]
+    return [f for f in datasets.protocol_files(data, repo_root)
+            if not any(f.resolve() == d or f.resolve().is_relative_to(d) for d in declared)]
+
+
 def body(args: argparse.Namespace, params: dict) -> None:
     data = params["data"]
     if data["source"] == "synthetic":
@@ -42,6 +60,12 @@ def body(args: argparse.Namespace, params: dict) -> None:
     else:  # data/raw is this stage's output either way; for a real corpus it only says where audio lives
         atomic_write_text(Path("data/raw/README.txt"),
                           f"data.source is {data['source']!r}: audio is read from data.root (see params.yaml).\n")
+    missing = undeclared_protocol_files(data, Path.cwd())
+    if missing:
+        lines = "".join(f"\n      - {f}" for f in missing)
+        print(f"prepare: warning: dvc.yaml does not list the protocol files of data.source {data['source']!r} as "
+              f"deps of stage prepare, so DVC will not re-run it when they change. Add under stages.prepare.deps:"
+              f"{lines}", file=sys.stderr)
     manifest = datasets.build_manifest(data, Path.cwd())[COLUMNS]
     atomic_write_text(MANIFEST, manifest.to_csv(index=False, lineterminator="\n"))
     atomic_write_json("metrics/prepare.json", summarise(manifest))
