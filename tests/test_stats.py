@@ -45,3 +45,25 @@ def test_aggregate_per_condition_and_seeds():
     assert agg["clean"]["eer"]["std"] == 0.0
     assert agg["replicates"] == {"n": 3, "effective_seeds": [42, 7, 9], "confidence": 0.95}
     assert "attack_eer" not in agg
+
+
+def test_group_table_reports_mean_std_and_each_replicate():
+    from antispoof.aggregate import group_table
+
+    evals = {0: {"corpus_codec_eer": {"C01": 0.1, "C05": 0.3}}, 1: {"corpus_codec_eer": {"C01": 0.2}}}
+    lines = group_table("EER per codec", "codec", "corpus_codec_eer", evals)
+    assert "| codec | mean ± std | r0 | r1 |" in lines
+    assert "| C01 | 15.000 ± 7.071 | 10.000 | 20.000 |" in lines  # std of (10, 20) = 7.071
+    assert "| C05 | 30.000 ± – | 30.000 | – |" in lines
+    assert group_table("x", "codec", "corpus_codec_eer", {0: {}}) == []
+
+
+def test_eval_metrics_keeps_corpus_codecs_only_when_present():
+    from antispoof.evaluate import eval_metrics
+
+    m = {"eer": 0.1, "min_dcf": 0.2, "act_dcf": 0.3, "cllr": 0.4, "n_bonafide": 5, "n_spoof": 6}
+    result = {"pooled": m, "by_condition": {"clean": m}}
+    out = eval_metrics(result, {"A01": {"eer": 0.05}}, {})
+    assert set(out) == {"pooled", "clean", "attack_eer"}
+    out = eval_metrics(result, {}, {"C05": {"eer": 0.25}})
+    assert out["corpus_codec_eer"] == {"C05": 0.25}

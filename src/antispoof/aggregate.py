@@ -35,7 +35,7 @@ def read_replicates(replicates: list[int]) -> tuple[dict[int, dict], dict[int, d
 
 def aggregate(evals: dict[int, dict], trains: dict[int, dict], confidence: float) -> dict:
     replicates = sorted(evals)
-    conditions = [c for c in evals[replicates[0]] if c != "attack_eer"]
+    conditions = [c for c in evals[replicates[0]] if c not in ("attack_eer", "corpus_codec_eer")]
     out: dict = {}
     for cond in conditions:
         out[cond] = {}
@@ -73,22 +73,30 @@ def report(agg: dict, evals: dict[int, dict], trains: dict[int, dict]) -> str:
     for r in reps:
         cells = [f"{100 * evals[r][c]['eer']:.3f}" for c in agg if c != "replicates"]
         lines.append(f"| r{r} | {trains[r]['effective_seed']} | " + " | ".join(cells) + " |")
-    attacks = sorted({a for r in reps for a in evals[r].get("attack_eer", {})})
-    if attacks:
-        lines += ["", "## EER per attack, clean audio (%)", "",
-                  "| attack | mean ± std | " + " | ".join(f"r{r}" for r in reps) + " |",
-                  "|---|---|" + "---|" * len(reps)]
-        for a in attacks:
-            values = [evals[r]["attack_eer"][a] for r in reps if a in evals[r].get("attack_eer", {})]
-            s = summarize(values)
-            spread = "–" if s["std"] is None else f"{100 * s['std']:.3f}"
-            cells = [f"{100 * evals[r]['attack_eer'][a]:.3f}" if a in evals[r].get("attack_eer", {}) else "–" for r in reps]
-            lines.append(f"| {a} | {100 * s['mean']:.3f} ± {spread} | " + " | ".join(cells) + " |")
+    lines += group_table("EER per attack, clean audio (%)", "attack", "attack_eer", evals)
+    lines += group_table("EER per codec condition of the corpus, unmodified audio (%)", "codec", "corpus_codec_eer", evals)
     t = f"t = {t_quantile(0.5 + conf / 2, len(reps) - 1):.2f}" if len(reps) > 1 else "no interval from one replicate"
     lines += ["", "Two experiments differ beyond seed noise only if the difference of their means is large against",
               f"these standard deviations. With {len(reps)} replicates the interval is wide ({t} at {conf:.0%}): add",
               "replicates (`dvc exp run -S 'replicates=[0,1,2,3,4]'`, only new ones train) before trusting a small gain.", ""]
     return "\n".join(lines)
+
+
+def group_table(title: str, column: str, key: str, evals: dict[int, dict]) -> list[str]:
+    """Markdown lines: EER per group (attack, corpus codec) as mean ± std and per replicate."""
+    reps = sorted(evals)
+    groups = sorted({g for r in reps for g in evals[r].get(key, {})})
+    if not groups:
+        return []
+    lines = ["", f"## {title}", "", f"| {column} | mean ± std | " + " | ".join(f"r{r}" for r in reps) + " |",
+             "|---|---|" + "---|" * len(reps)]
+    for g in groups:
+        values = {r: evals[r][key][g] for r in reps if g in evals[r].get(key, {})}
+        s = summarize(list(values.values()))
+        spread = "–" if s["std"] is None else f"{100 * s['std']:.3f}"
+        cells = [f"{100 * values[r]:.3f}" if r in values else "–" for r in reps]
+        lines.append(f"| {g} | {100 * s['mean']:.3f} ± {spread} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def body(args: argparse.Namespace, params: dict) -> None:

@@ -5,7 +5,8 @@ Scoring is deterministic: one forward pass per utterance over the full utterance
 (higher = more bona fide), a log-likelihood-ratio-like value as ASVspoof's actDCF and Cllr expect.
 
 Outputs: scores/r<r>/<condition>.txt (`utt_id score` per line), metrics/eval/r<r>.json (EER, minDCF,
-actDCF, Cllr pooled over all conditions and per condition; EER per attack on clean audio), and for
+actDCF, Cllr pooled over all conditions and per condition; EER per attack, and per codec condition of
+the corpus itself where its protocol has one (ASVspoof 2021/5), on the unmodified audio), and for
 `dvc plots` DET-curve points (plots/det/r<r>/<condition>.csv, probit axes) and score histograms per class
 (plots/hist/r<r>/<condition>.csv).
 """
@@ -104,7 +105,7 @@ def body(args: argparse.Namespace, params: dict) -> None:
     for cond in tqdm(eval_conditions(store), desc=f"evaluate r{r}", unit="condition", file=sys.stderr):
         ids, scores = score_condition(model, cond, rows, clean, store, crop)
         write_scores(Path(f"scores/r{r}/{cond}.txt"), ids, scores)
-        part = rows.set_index("utt_id").loc[ids, ["label", "attack"]].reset_index()
+        part = rows.set_index("utt_id").loc[ids, ["label", "attack", "codec"]].reset_index()
         part["score"], part["condition"] = scores, cond
         tables.append(part)
         bona, spoof = scores[part["label"] == "bonafide"], scores[part["label"] == "spoof"]
@@ -116,19 +117,25 @@ def body(args: argparse.Namespace, params: dict) -> None:
     table = pd.concat(tables, ignore_index=True)
     result = metrics.breakdown(table, ["condition"])
     # Per attack on clean audio only: scores of different codec conditions are not on one scale.
-    by_attack = metrics.breakdown(table[table["condition"] == "clean"], ["attack"])["by_attack"]
-    atomic_write_json(f"metrics/eval/r{r}.json", {f"eval_r{r}": eval_metrics(result, by_attack)})
+    clean_part = table[table["condition"] == "clean"]
+    by_attack = metrics.breakdown(clean_part, ["attack"])["by_attack"]
+    # The corpus's own codec conditions (ASVspoof 2021 / 5 eval keys), on its unmodified audio.
+    has_codecs = set(clean_part["codec"]) - {"-"}
+    by_codec = metrics.breakdown(clean_part, ["codec"])["by_codec"] if has_codecs else {}
+    atomic_write_json(f"metrics/eval/r{r}.json", {f"eval_r{r}": eval_metrics(result, by_attack, by_codec)})
     pooled = result["pooled"]
     print(f"evaluate r{r}: pooled EER {100 * pooled['eer']:.3f}%  minDCF {pooled['min_dcf']:.5f}")
 
 
-def eval_metrics(result: dict, by_attack: dict) -> dict:
+def eval_metrics(result: dict, by_attack: dict, by_codec: dict) -> dict:
     """Flatten the breakdown into the metrics file: pooled, one block per condition, EER per attack."""
     keep = ("eer", "min_dcf", "act_dcf", "cllr")
     out = {"pooled": {k: round(result["pooled"][k], 6) for k in keep + ("n_bonafide", "n_spoof")}}
     for cond, m in result.get("by_condition", {}).items():
         out[cond] = {k: round(m[k], 6) for k in keep}
     out["attack_eer"] = {a: round(m["eer"], 6) for a, m in by_attack.items()}
+    if by_codec:
+        out["corpus_codec_eer"] = {c: round(m["eer"], 6) for c, m in by_codec.items()}
     return out
 
 
