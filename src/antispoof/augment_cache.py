@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from antispoof import codecs
+from antispoof.datasets import SPLITS, read_manifest
 from antispoof.errors import DataError
 from antispoof.repro import atomic_write_json, audio_hash
 from antispoof.shards import write_shards
@@ -41,8 +42,6 @@ from antispoof.variant_cache import VariantCache, variant_key
 
 NAME = "augment-cache"
 DESCRIPTION = __doc__.split("\n\n")[0]
-SPLITS = ("train", "dev", "eval")
-REQUIRED_COLUMNS = ("utt_id", "path", "split")
 ERROR_TAIL = 600  # characters of an error message kept in metrics/augment.json
 
 # ---------------------------------------------------------------------------------------------------
@@ -110,24 +109,6 @@ def process_batch(job: dict) -> list[tuple]:
 
 # ---------------------------------------------------------------------------------------------------
 # stage
-
-def _read_manifest(path: Path):
-    import pandas as pd
-
-    if not path.is_file():
-        raise DataError(f"{path}: manifest not found (run the prepare stage first)")
-    df = pd.read_csv(path, dtype={"utt_id": str, "path": str, "split": str}, keep_default_na=False)
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {', '.join(missing)}")
-    bad = sorted(set(df["split"]) - set(SPLITS))
-    if bad:
-        raise DataError(f"{path}: unknown split values {bad}; expected {', '.join(SPLITS)}")
-    dup = df["utt_id"][df["utt_id"].duplicated()]
-    if len(dup):
-        raise DataError(f"{path}: duplicate utt_id {dup.iloc[0]!r}")
-    return df
-
 
 def _num_workers(params: dict) -> int:
     n = int(params.get("runtime", {}).get("num_workers", 0) or 0)
@@ -203,7 +184,7 @@ def body(args: argparse.Namespace, params: dict) -> dict:
     specs = codecs.conditions_by_split(aug)
     sr = int(params["data"]["sample_rate"])
     root = str(params["data"]["root"])
-    df = _read_manifest(Path(args.manifest))
+    df = read_manifest(Path(args.manifest))
     workers = _num_workers(params)
     start = time.time()
 

@@ -14,15 +14,11 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from antispoof.audio import fix_length, load_audio, max_offset, random_crop
+from antispoof.datasets import MANIFEST, read_manifest  # noqa: F401  (re-exported for the stages)
 from antispoof.models import BONAFIDE, SPOOF
 from antispoof.repro.rng import epoch_permutation, sample_generator
 
-MANIFEST = Path("data/prepared/manifest.csv")
 AUGMENTED = Path("data/augmented")
-
-
-def read_manifest(path: Path = MANIFEST) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"utt_id": str, "path": str, "speaker": str, "attack": str}, keep_default_na=False)
 
 
 def load_split(manifest: pd.DataFrame, split: str, root: str | Path, sample_rate: int) -> tuple[pd.DataFrame, list[np.ndarray]]:

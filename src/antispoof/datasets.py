@@ -38,7 +38,7 @@ import pandas as pd
 from antispoof.errors import DataError, ParamError
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "COLUMNS", "LABELS", "MANIFEST_COLUMNS", "SOURCES", "SPLITS",
+    "AUDIO_EXTENSIONS", "COLUMNS", "LABELS", "MANIFEST", "MANIFEST_COLUMNS", "SOURCES", "SPLITS",
     "build_manifest", "dataset_root", "normalize_label", "protocol_files",
     "read_protocol", "speaker_disjoint_split", "validate_data_params",
 ]
@@ -48,6 +48,7 @@ LABELS = ("bonafide", "spoof")
 SPLITS = ("train", "dev", "eval")
 COLUMNS = ["utt_id", "path", "label", "split", "speaker", "attack", "codec"]
 MANIFEST_COLUMNS = COLUMNS + ["duration", "sample_rate", "channels", "sha256"]
+MANIFEST = Path("data/prepared/manifest.csv")  # written by the prepare stage (dvc.yaml)
 AUDIO_EXTENSIONS = (".wav", ".flac")
 TRACKS_2021 = ("LA", "DF")
 
@@ -659,3 +660,21 @@ def build_manifest(data: dict, repo_root: Path, progress: bool = True) -> pd.Dat
     df["sha256"] = pd.Series(hashes, dtype=df["utt_id"].dtype)
     return df[MANIFEST_COLUMNS]
 
+
+def read_manifest(path: Path = MANIFEST) -> pd.DataFrame:
+    """Read the prepare stage's manifest, checked enough that later stages can trust it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found (run the prepare stage first: uv run dvc repro)")
+    text_columns = {c: str for c in ("utt_id", "path", "label", "split", "speaker", "attack", "codec")}
+    df = pd.read_csv(path, dtype=text_columns, keep_default_na=False)
+    missing = [c for c in ("utt_id", "path", "label", "split") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing columns {', '.join(missing)}")
+    bad = sorted(set(df["split"]) - set(SPLITS))
+    if bad:
+        raise DataError(f"{path}: unknown split values {bad}; expected {', '.join(SPLITS)}")
+    dup = df["utt_id"][df["utt_id"].duplicated()]
+    if len(dup):
+        raise DataError(f"{path}: duplicate utt_id {dup.iloc[0]!r}")
+    return df

@@ -28,10 +28,9 @@ from antispoof.data import AUGMENTED, MANIFEST, eval_view, load_split, read_mani
 from antispoof.errors import ParamError, UserError
 from antispoof.models import build_model, select_device
 from antispoof.repro import atomic_write_json, atomic_write_text
-from antispoof.repro.hashing import fingerprint
 from antispoof.repro.seeding import replicate_seed, seed_everything
 from antispoof.shards import AugmentedStore
-from antispoof.train import run_fingerprint, score_utterances
+from antispoof.train import run_id_for, score_utterances
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +49,7 @@ def load_model(r: int, params: dict) -> torch.nn.Module:
 def check_fingerprint(r: int, params: dict) -> None:
     """Warn (or fail) when the model was trained under other params, data or code than the current."""
     info = pd.read_json(f"models/r{r}/model.json", typ="series")
-    expected = fingerprint(run_fingerprint(params, replicate_seed(params["seed"], r)))
+    expected = run_id_for(params, r)
     if info["run_fingerprint"] != expected:
         msg = (f"models/r{r}/model.json: run_fingerprint does not match the current params, data and code "
                "(the model was trained for another configuration)")
@@ -63,8 +62,6 @@ def eval_inputs(params: dict) -> tuple[pd.DataFrame, list[np.ndarray], Augmented
     """The eval split's rows and clean audio, the codec-variant store, and the crop length (or None)."""
     sr = params["data"]["sample_rate"]
     crop = None if params["evaluate"]["crop_seconds"] is None else int(round(params["evaluate"]["crop_seconds"] * sr))
-    if not MANIFEST.exists():
-        raise UserError(f"{MANIFEST} not found: run the prepare stage first")
     rows, clean = load_split(read_manifest(), "eval", params["data"]["root"], sr)
     if len(rows) == 0:
         raise UserError(f"{MANIFEST}: the eval split is empty")

@@ -20,7 +20,6 @@ import yaml
 
 from antispoof import datasets, synthetic
 from antispoof.cli import run_stage
-from antispoof.data import MANIFEST
 from antispoof.repro import atomic_write_json, atomic_write_text, sha256_bytes
 
 COLUMNS = ["utt_id", "path", "label", "split", "speaker", "attack", "codec", "duration", "sample_rate", "channels", "sha256"]
@@ -67,9 +66,9 @@ def body(args: argparse.Namespace, params: dict) -> None:
               f"deps of stage prepare, so DVC will not re-run it when they change. Add under stages.prepare.deps:"
               f"{lines}", file=sys.stderr)
     manifest = datasets.build_manifest(data, Path.cwd())[COLUMNS]
-    atomic_write_text(MANIFEST, manifest.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(datasets.MANIFEST, manifest.to_csv(index=False, lineterminator="\n"))
     atomic_write_json("metrics/prepare.json", summarise(manifest))
-    print(f"prepare: {len(manifest)} utterances -> {MANIFEST}")
+    print(f"prepare: {len(manifest)} utterances -> {datasets.MANIFEST}")
 
 
 def main(argv: list[str] | None = None) -> int:

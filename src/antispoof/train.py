@@ -41,7 +41,7 @@ from antispoof.repro.seeding import replicate_seed, seed_everything
 from antispoof.shards import AugmentedStore
 
 # Source files whose content is part of the run fingerprint (dvc.yaml lists the same ones as deps).
-CODE = ["train.py", "data.py", "models.py", "audio.py", "shards.py", "metrics.py", "repro"]
+CODE = ["train.py", "data.py", "datasets.py", "models.py", "audio.py", "shards.py", "metrics.py", "repro"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +64,16 @@ def run_fingerprint(params: dict, effective_seed: int) -> dict:
         "code": code_version(CODE),
         "torch": torch.__version__,
     }
+
+
+def run_id_for(params: dict, r: int) -> str:
+    """Replicate r's run fingerprint (hex) under the current params, data and code."""
+    return fingerprint(run_fingerprint(params, replicate_seed(params["seed"], r)))
+
+
+def checkpoint_store(run_id: str) -> CheckpointStore:
+    """The resume store of one run: shared by every experiment, keyed by the run fingerprint."""
+    return CheckpointStore(cache_dir("checkpoints", run_id[:32]))
 
 
 def dev_eer(model: torch.nn.Module, audio: list[np.ndarray], labels: np.ndarray) -> float:
@@ -103,8 +113,6 @@ class Run:
     fp: dict
     run_id: str
 
-    def store_dir(self) -> Path:
-        return cache_dir("checkpoints", self.run_id[:32])
 
 
 def setup(params: dict, r: int) -> Run:
@@ -114,8 +122,6 @@ def setup(params: dict, r: int) -> Run:
     seed_everything(seed, params["deterministic"], params["num_threads"])
     sr = params["data"]["sample_rate"]
 
-    if not MANIFEST.exists():
-        raise UserError(f"{MANIFEST} not found: run the prepare stage first (uv run dvc repro)")
     manifest = read_manifest()
     rows, audio = load_split(manifest, "train", params["data"]["root"], sr)
     dev_rows, dev_audio = load_split(manifest, "dev", params["data"]["root"], sr)
@@ -238,7 +244,7 @@ def body(args: argparse.Namespace, params: dict) -> None:
     if r not in params["replicates"]:
         raise ParamError("replicates", f"--replicate {r} is not listed in replicates {params['replicates']}")
     run = setup(params, r)
-    store = CheckpointStore(run.store_dir())
+    store = checkpoint_store(run.run_id)
     store.describe(run.fp)
     state = new_state()
     found = None if args.no_resume else store.latest(required=REQUIRED_KEYS)

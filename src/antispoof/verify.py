@@ -26,12 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from antispoof import evaluate, train
+from antispoof import evaluate, metrics, train
 from antispoof.cli import run_stage
 from antispoof.errors import ParamError, UserError
-from antispoof.repro import cache_dir
 from antispoof.repro.checkpoint import REQUIRED_KEYS, CheckpointStore, CorruptCheckpoint, load_checkpoint, validate_state
-from antispoof.repro.hashing import fingerprint
 from antispoof.repro.seeding import replicate_seed, seed_everything
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -99,18 +97,6 @@ def _summary(diffs: list[str], what: str) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------------------- scores
-def read_scores(path: Path) -> tuple[list[str], np.ndarray]:
-    ids, values = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            u, s = line.rsplit(" ", 1)
-            values.append(float(s))
-        except ValueError as e:
-            raise UserError(f"{path}:{n}: not an 'utt_id score' line: {line[:80]!r}") from e
-        ids.append(u)
-    return ids, np.asarray(values, dtype=np.float64)
-
-
 def check_scores(r: int, params: dict, rows: list) -> None:
     """Re-score the eval split as the evaluate stage does; compare with scores/r<r>/*.txt."""
     seed_everything(replicate_seed(params["seed"], r), params["deterministic"], params["num_threads"])
@@ -127,7 +113,8 @@ def check_scores(r: int, params: dict, rows: list) -> None:
             rows.append((str(path), FAIL, "missing (evaluate writes it)"))
             continue
         ids, scores = evaluate.score_condition(model, cond, eval_rows, clean, store, crop)
-        rec_ids, rec_scores = read_scores(path)
+        recorded = metrics.read_scores(path)
+        rec_ids, rec_scores = list(recorded), np.fromiter(recorded.values(), dtype=np.float64)
         if rec_ids != ids:
             rows.append((str(path), FAIL, f"utterance ids/order differ ({len(rec_ids)} recorded, {len(ids)} scored)"))
             continue
@@ -231,13 +218,13 @@ def body(args: argparse.Namespace, params: dict) -> None:
         raise UserError(f"{info_path} not found: run the train stage for replicate {r} first")
     rows: list[tuple[str, str, str]] = []
 
-    run_id = fingerprint(train.run_fingerprint(params, replicate_seed(params["seed"], r)))
+    run_id = train.run_id_for(params, r)
     trained = json.loads(info_path.read_text(encoding="utf-8")).get("run_fingerprint")
     rows.append((f"{info_path} run fingerprint", PASS if trained == run_id else FAIL,
                  f"{run_id[:16]}… (current params, data, code)" if trained == run_id
                  else f"trained as {str(trained)[:16]}…, current params/data/code give {run_id[:16]}…"))
     check_scores(r, params, rows)
-    store = CheckpointStore(cache_dir("checkpoints", run_id[:32]))
+    store = train.checkpoint_store(run_id)
     check_final_model(r, params, store, rows)
     if args.from_step is not None:
         check_retrain(r, params, store, args.from_step, args.steps, rows)
