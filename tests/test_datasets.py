@@ -338,6 +338,9 @@ def test_build_manifest(tmp_path):
     m2 = build_manifest(csv_params(corpus), repo, progress=False)
     pd.testing.assert_frame_equal(m, m2)
     assert m.to_csv(index=False) == m2.to_csv(index=False)
+    # ... and the same with several decoding threads (rows keep protocol order)
+    m_pool = build_manifest(csv_params(corpus), repo, progress=False, workers=3)
+    assert m.to_csv(index=False) == m_pool.to_csv(index=False)
     # Changing one file's audio changes its hash (only its); re-encoding WAV -> FLAC does not.
     write_audio(corpus / "b" / "x.wav", seconds=0.21)
     m3 = build_manifest(csv_params(corpus), repo, progress=False)
@@ -411,6 +414,17 @@ def test_empty_audio_file_in_manifest(tmp_path):
     write_lines(repo / "data/list.csv", ["path,label,split", "e.wav,spoof,eval"])
     with pytest.raises(DataError, match=r"e\.wav: audio file is empty"):
         build_manifest(csv_params(corpus), repo, progress=False)
+
+
+def test_bad_file_among_many_is_named_by_the_decoding_pool(tmp_path):
+    repo, corpus = make_csv_corpus(tmp_path)
+    for i in range(40):
+        write_audio(corpus / "many" / f"{i:02d}.wav", seconds=0.05)
+    (corpus / "many" / "17.wav").write_bytes(b"RIFF....not audio")
+    lines = ["path,label,split"] + [f"many/{i:02d}.wav,spoof,eval" for i in range(40)]
+    write_lines(repo / "data/list.csv", lines)
+    with pytest.raises(DataError, match=r"many/17\.wav"):
+        build_manifest(csv_params(corpus), repo, progress=False, workers=4)
 
 
 # --------------------------------------------------------------------------------------------------

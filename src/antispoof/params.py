@@ -9,6 +9,7 @@ into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,12 @@ def _validate_domain(params: dict) -> None:
                          "run: put your dataset elsewhere (e.g. data/corpus or a path outside the repository)")
     if params["augment"]["prob"] > 0 and not params["augment"]["train"]:
         raise ParamError("augment.train", "is empty but augment.prob > 0: list codec variants or set prob to 0")
+
+
+def pool_workers(params: dict) -> int:
+    """Workers for the codec pool and manifest decoding: runtime.num_workers, or 0 = the usable cores."""
+    n = int(params.get("runtime", {}).get("num_workers", 0) or 0)
+    return n if n > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

@@ -20,6 +20,7 @@ import yaml
 
 from antispoof import datasets, synthetic
 from antispoof.cli import run_stage
+from antispoof.params import pool_workers
 from antispoof.repro import atomic_write_json, atomic_write_text, sha256_bytes
 
 COLUMNS = ["utt_id", "path", "label", "split", "speaker", "attack", "codec", "duration", "sample_rate", "channels", "sha256"]
@@ -65,7 +66,7 @@ def body(args: argparse.Namespace, params: dict) -> None:
         print(f"prepare: warning: dvc.yaml does not list the protocol files of data.source {data['source']!r} as "
               f"deps of stage prepare, so DVC will not re-run it when they change. Add under stages.prepare.deps:"
               f"{lines}", file=sys.stderr)
-    manifest = datasets.build_manifest(data, Path.cwd())[COLUMNS]
+    manifest = datasets.build_manifest(data, Path.cwd(), workers=pool_workers(params))[COLUMNS]
     atomic_write_text(datasets.MANIFEST, manifest.to_csv(index=False, lineterminator="\n"))
     atomic_write_json("metrics/prepare.json", summarise(manifest))
     print(f"prepare: {len(manifest)} utterances -> {datasets.MANIFEST}")
