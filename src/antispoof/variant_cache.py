@@ -38,7 +38,7 @@ def variant_key(audio_hash: str, spec, ffmpeg_version: str | None = None) -> str
     if ffmpeg_version is None:
         from antispoof.codecs import ffmpeg_version as _version
 
-        ffmpeg_version = _version()
+        ffmpeg_version = _version(spec.info.build)
     return fingerprint({"kind": "antispoof-codec-variant", "audio": audio_hash,
                         "codec": spec.key_material(), "ffmpeg": ffmpeg_version})
 
