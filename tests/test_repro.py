@@ -444,6 +444,10 @@ def test_provenance_outside_git(isolated_cwd):
     for k in ("python", "torchaudio", "pandas", "dvc"):
         assert isinstance(v[k], str) and v[k]
     assert rec["ffmpeg"]["version"]
+    from antispoof import codecs  # every binary a variant may come from, keyed as in the cache keys
+    assert rec["ffmpeg"]["builds"] == {b: {"version": codecs.ffmpeg_version(b), "exe": codecs.ffmpeg_exe(b)}
+                                       for b in codecs.BUILDS if codecs.build_installed(b)}
+    assert codecs.DEFAULT_BUILD in rec["ffmpeg"]["builds"]
     assert rec["torch"]["num_threads"] == torch.get_num_threads()
     assert rec["torch"]["num_interop_threads"] == torch.get_num_interop_threads()
     assert "cuda" in rec["torch"] and "cudnn" in rec["torch"] and isinstance(rec["torch"]["gpus"], list)

@@ -145,9 +145,15 @@ def _ffmpeg(probes: _Probes) -> dict:
     def probe() -> dict:
         import imageio_ffmpeg
 
-        return {"version": imageio_ffmpeg.get_ffmpeg_version(), "exe": imageio_ffmpeg.get_ffmpeg_exe()}
+        from antispoof import codecs
 
-    return probes.run("ffmpeg", probe) or {"version": None, "exe": None}
+        # every installed binary a codec may run in (AMR-WB has its own), as named in cache keys
+        builds = {b: {"version": codecs.ffmpeg_version(b), "exe": codecs.ffmpeg_exe(b)}
+                  for b in codecs.BUILDS if codecs.build_installed(b)}
+        return {"version": imageio_ffmpeg.get_ffmpeg_version(), "exe": imageio_ffmpeg.get_ffmpeg_exe(),
+                "builds": builds}
+
+    return probes.run("ffmpeg", probe) or {"version": None, "exe": None, "builds": None}
 
 
 def _torch_info(probes: _Probes) -> dict:
