@@ -27,9 +27,20 @@ def read_replicates(replicates: list[int]) -> tuple[dict[int, dict], dict[int, d
     for r in replicates:
         for kind, into in (("eval", evals), ("train", trains)):
             path = Path(f"metrics/{kind}/r{r}.json")
+            stage = "evaluate" if kind == "eval" else "train"
+            fix = f"re-run {stage} (uv run dvc repro {stage}@{r})"
             if not path.exists():
-                raise UserError(f"{path} not found: replicate {r} has not been {kind}ed (run dvc repro)")
-            into[r] = json.loads(path.read_text())[f"{kind}_r{r}"]
+                raise UserError(f"{path} not found: replicate {r} has not been {kind}ed: {fix}")
+            try:
+                block = json.loads(path.read_text(encoding="utf-8"))[f"{kind}_r{r}"]
+            except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+                raise UserError(f"{path}: not valid JSON ({e}): {fix}") from None
+            except (KeyError, TypeError):
+                raise UserError(f"{path}: has no {kind}_r{r} block: {fix}") from None
+            if not isinstance(block, dict) or (kind == "eval" and not isinstance(block.get("pooled"), dict)) \
+                    or (kind == "train" and "effective_seed" not in block):
+                raise UserError(f"{path}: {kind}_r{r} lacks the expected metrics: {fix}")
+            into[r] = block
     return evals, trains
 
 

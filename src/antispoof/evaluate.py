@@ -26,6 +26,7 @@ from antispoof import metrics
 from antispoof.cli import run_stage
 from antispoof.data import AUGMENTED, MANIFEST, eval_view, load_split, read_manifest
 from antispoof.errors import ParamError, UserError
+from antispoof.model_io import load_state_dict_into, read_model_info
 from antispoof.models import build_model, select_device
 from antispoof.repro import atomic_write_json, atomic_write_text
 from antispoof.repro.seeding import replicate_seed, seed_everything
@@ -38,17 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(r: int, params: dict) -> torch.nn.Module:
-    path = Path(f"models/r{r}/model.pt")
-    if not path.exists():
-        raise UserError(f"{path} not found: run the train stage for replicate {r} first")
-    model = build_model(params["model"], params["data"]["sample_rate"])
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    """Replicate r's model; every bad model file is a UserError naming it (antispoof.model_io)."""
+    model = load_state_dict_into(build_model(params["model"], params["data"]["sample_rate"]), r)
     return model.to(select_device(params["runtime"]["device"])).eval()
 
 
 def check_fingerprint(r: int, params: dict) -> None:
     """Warn (or fail) when the model was trained under other params, data or code than the current."""
-    info = pd.read_json(f"models/r{r}/model.json", typ="series")
+    info = read_model_info(r)
     expected = run_id_for(params, r)
     if info["run_fingerprint"] != expected:
         msg = (f"models/r{r}/model.json: run_fingerprint does not match the current params, data and code "

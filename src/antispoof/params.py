@@ -9,6 +9,7 @@ into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class Field:
         if self.choices is not None and value not in self.choices:
             suggestion = _closest(str(value), [str(c) for c in self.choices])
             raise ParamError(key, f"{value!r} is not one of {', '.join(map(str, self.choices))}{suggestion}")
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check below
+            raise ParamError(key, f"must be a finite number, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if self.min is not None and value < self.min:
                 raise ParamError(key, f"{value!r} is below the minimum {self.min}")
@@ -100,6 +103,9 @@ SCHEMA: dict[str, Any] = {
         "seed": Field(INT, min=0, max=2**31 - 1),
         "resplit": Field((bool,)),
         "sample_rate": Field(INT, min=4000, max=192000),
+        "on_bad_audio": Field((str,), choices=("fail", "skip")),
+        "min_seconds_warn": Field(NUM, min=0, max=3600),
+        "allow_conflicting_duplicates": Field((bool,)),
         "split_ratios": {
             "train": Field(NUM, min=0, max=1),
             "dev": Field(NUM, min=0, max=1),

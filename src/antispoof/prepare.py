@@ -5,7 +5,9 @@ With `data.source: synthetic` (the default) the built-in corpus is first generat
 source), validated, and written as data/prepared/manifest.csv: one row per utterance with utt_id,
 path (relative to data.root), label, split, speaker, attack, codec, duration, sample rate and a hash of
 the decoded audio. metrics/prepare.json counts utterances per split x label, hours of audio, and a
-dataset fingerprint (a hash of the manifest, audio hashes included) that changes when any audio does.
+dataset fingerprint (a hash of the manifest, audio hashes included) that changes when any audio does,
+plus what antispoof.manifest_checks finds (duplicate audio, speakers in several splits, short clips)
+and the bad audio files skipped under data.on_bad_audio: skip.
 For a corpus outside the repository, the protocol files are what DVC tracks: the stage warns, with the
 lines to add, when dvc.yaml does not list them as its deps.
 """
@@ -20,6 +22,8 @@ import yaml
 
 from antispoof import datasets, synthetic
 from antispoof.cli import run_stage
+from antispoof.errors import DataError
+from antispoof.manifest_checks import check_manifest
 from antispoof.params import pool_workers
 from antispoof.repro import atomic_write_json, atomic_write_text, sha256_bytes
 
@@ -66,9 +70,19 @@ def body(args: argparse.Namespace, params: dict) -> None:
         print(f"prepare: warning: dvc.yaml does not list the protocol files of data.source {data['source']!r} as "
               f"deps of stage prepare, so DVC will not re-run it when they change. Add under stages.prepare.deps:"
               f"{lines}", file=sys.stderr)
-    manifest = datasets.build_manifest(data, Path.cwd(), workers=pool_workers(params))[COLUMNS]
+    built = datasets.build_manifest(data, Path.cwd(), workers=pool_workers(params))
+    manifest = built[COLUMNS]
+    if not len(manifest):
+        raise DataError(f"{data['root']}: no usable audio ({len(built.attrs['bad_audio'])} bad file(s) skipped)")
+    findings = check_manifest(manifest, data)  # raises on a fatal problem, before anything is written
+    bad = built.attrs["bad_audio"]
+    if bad:
+        print(f"prepare: warning: skipped {len(bad)} bad audio file(s) (data.on_bad_audio: skip), listed in "
+              f"metrics/prepare.json: {bad[0]['error']}{' ...' if len(bad) > 1 else ''}", file=sys.stderr)
     atomic_write_text(datasets.MANIFEST, manifest.to_csv(index=False, lineterminator="\n"))
-    atomic_write_json("metrics/prepare.json", summarise(manifest))
+    summary = summarise(manifest)
+    summary["prepare"].update(findings, bad_audio={"count": len(bad), "skipped": bad})
+    atomic_write_json("metrics/prepare.json", summary)
     print(f"prepare: {len(manifest)} utterances -> {datasets.MANIFEST}")
 
 

@@ -37,6 +37,7 @@ from antispoof.models import build_model, scores_from_logits, select_device
 from antispoof.repro import atomic_open, atomic_write_json, atomic_write_text, cache_dir
 from antispoof.repro.checkpoint import REQUIRED_KEYS, CheckpointStore, capture_rng_state, library_versions, restore_rng_state
 from antispoof.repro.hashing import code_version, file_digest, fingerprint
+from antispoof.repro.lock import run_lock
 from antispoof.repro.seeding import replicate_seed, seed_everything
 from antispoof.shards import AugmentedStore
 
@@ -245,21 +246,22 @@ def body(args: argparse.Namespace, params: dict) -> None:
         raise ParamError("replicates", f"--replicate {r} is not listed in replicates {params['replicates']}")
     run = setup(params, r)
     store = checkpoint_store(run.run_id)
-    store.describe(run.fp)
-    state = new_state()
-    found = None if args.no_resume else store.latest(required=REQUIRED_KEYS)
-    if found is not None:
-        step, ckpt = found
-        state = resume(run, ckpt)
-        print(f"train r{r}: resuming from checkpoint at step {step} (epoch {state['epoch']}, batch {state['batch']})", file=sys.stderr)
+    with run_lock(store.root, f"train r{r}"):  # one process per run: a second one waits, then resumes
+        store.describe(run.fp)
+        state = new_state()
+        found = None if args.no_resume else store.latest(required=REQUIRED_KEYS)
+        if found is not None:
+            step, ckpt = found
+            state = resume(run, ckpt)
+            print(f"train r{r}: resuming from checkpoint at step {step} (epoch {state['epoch']}, batch {state['batch']})", file=sys.stderr)
 
-    train_loop(run, state, lambda s: store.save(s["global_step"], checkpoint_state(run, s)))
+        train_loop(run, state, lambda s: store.save(s["global_step"], checkpoint_state(run, s)))
 
-    planned = planned_steps(run, state)
-    if state["global_step"] != planned or (state["epoch"] != run.tp["epochs"] and not state["stopped_early"]):
-        raise RuntimeError(f"train r{r}: {state['global_step']} optimisation steps in {state['epoch']} epochs, "
-                           f"planned {planned}: refusing to save")
-    write_outputs(r, params, run.seed, run.run_id, run.model, state, run.steps_per_epoch)
+        planned = planned_steps(run, state)
+        if state["global_step"] != planned or (state["epoch"] != run.tp["epochs"] and not state["stopped_early"]):
+            raise RuntimeError(f"train r{r}: {state['global_step']} optimisation steps in {state['epoch']} epochs, "
+                               f"planned {planned}: refusing to save")
+        write_outputs(r, params, run.seed, run.run_id, run.model, state, run.steps_per_epoch)
 
 
 def _metric(value: float | None) -> float | None:

@@ -5,6 +5,7 @@ half-written file that looks whole.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -12,35 +13,56 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from antispoof.errors import disk_full
+
+
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # temp files are ".<name>.<random>.tmp" next to their target
+
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Open a temp file next to `path`; on clean exit it replaces `path` atomically."""
+def atomic_open(path: str | os.PathLike, mode: str = "wb", size: int | None = None) -> Iterator[Any]:
+    """Open a temp file next to `path`; on clean exit it replaces `path` atomically.
+
+    On any failure the temp file is removed. A full disk (ENOSPC/EDQUOT) becomes the UserError of
+    `antispoof.errors.disk_full`, naming the directory (and `size`, the bytes to write, if given).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as e:
+        _raise_translated(e, path, size)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            _raise_translated(e, path, size)
         raise
 
 
+def _raise_translated(e: OSError, path: Path, size: int | None) -> None:
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        raise disk_full(path.parent, size) from e
+    raise e
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_open(path, "wb") as f:
+    with atomic_open(path, "wb", size=len(data)) as f:
         f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_open(path, "w") as f:
-        f.write(text)
+    data = text.encode("utf-8")  # written as bytes: the same bytes as text mode with newline="\n"
+    with atomic_open(path, "wb", size=len(data)) as f:
+        f.write(data)
 
 
 def dumps_json(obj: Any) -> str:

@@ -22,7 +22,6 @@ import os
 import platform
 import random
 import re
-import sys
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -181,7 +180,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict, verify: bool = True) -
             ) from e
     header = b"%s v%d %s %d\n" % (MAGIC, FORMAT_VERSION, hashlib.sha256(payload).hexdigest().encode(),
                                   len(payload))
-    with atomic_open(path, "wb") as f:
+    with atomic_open(path, "wb", size=len(header) + len(payload)) as f:
         f.write(header)
         f.write(payload)
     _fsync_dir(Path(path).parent)
@@ -347,9 +346,8 @@ class CheckpointStore:
                 continue
             except CorruptCheckpoint as e:
                 self._verified.pop(path.name, None)
-                msg = f"{e}; falling back to an earlier checkpoint"
-                warnings.warn(msg, CheckpointWarning, stacklevel=2)
-                print(f"antispoof: warning: {msg}", file=sys.stderr, flush=True)
+                # One warning: stages print it as one line (antispoof.cli), tests can catch it.
+                warnings.warn(f"{e}; falling back to an earlier checkpoint", CheckpointWarning, stacklevel=2)
                 continue
             self._remember(path)
             return step, state
@@ -410,9 +408,7 @@ class CheckpointStore:
                 if self._is_valid(path):
                     kept += 1
                     continue
-                msg = f"deleting corrupt checkpoint {path}"
-                warnings.warn(msg, CheckpointWarning, stacklevel=3)
-                print(f"antispoof: warning: {msg}", file=sys.stderr, flush=True)
+                warnings.warn(f"deleting corrupt checkpoint {path}", CheckpointWarning, stacklevel=3)
             try:
                 path.unlink()
             except FileNotFoundError:
