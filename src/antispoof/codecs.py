@@ -344,6 +344,25 @@ def _scratch_root() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
+_SCRATCH = "antispoof-codec-"
+
+
+@functools.lru_cache(maxsize=None)
+def _sweep_scratch(root: str | None) -> None:
+    """Once per process: remove scratch directories of codec runs that were killed (their owner is gone)."""
+    from antispoof.repro.atomic import owner_is_gone
+
+    root = root or tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(_SCRATCH):].rsplit("-", 1)[0] if name.startswith(_SCRATCH) else ""
+        if owner and owner_is_gone(owner):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
 def _run(cmd: list[str], tmp: str, what: str, build: str) -> None:
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -360,7 +379,10 @@ def _ffmpeg_batch(clips: list[np.ndarray], sample_rate: int, spec: CodecSpec) ->
     import ffmpeg  # ffmpeg-python: builds the command lines
 
     exe = ffmpeg_exe(spec.info.build)
-    tmp = tempfile.mkdtemp(prefix="antispoof-codec-", dir=_scratch_root())
+    from antispoof.repro.atomic import owner_tag
+
+    _sweep_scratch(_scratch_root())
+    tmp = tempfile.mkdtemp(prefix=f"{_SCRATCH}{owner_tag()}-", dir=_scratch_root())
     try:
         ext = spec.options["f"]
         enc_outs = []

@@ -1,13 +1,18 @@
 """Atomic file output: write to a temp file in the same directory, fsync, then os.replace.
 
 A reader (or a re-run after SIGKILL) sees either the old file or the complete new one, never a
-half-written file that looks whole.
+half-written file that looks whole. Temp files are named `.<name>.<host>-<pid>.<random>.tmp`; the
+first write of a process into a directory removes the temp files there whose writer (same host, that
+pid) no longer runs, i.e. what a SIGKILLed run left behind, so a re-run leaves no stray files.
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +21,47 @@ from typing import Any, Iterator
 from antispoof.errors import disk_full
 
 
-TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # temp files are ".<name>.<random>.tmp" next to their target
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # temp files are ".<name>.<owner>.<random>.tmp" next to their target
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_RE = re.compile(r"^\..+\.([0-9a-f]{8})-(\d+)\.[^.]*\.tmp$")
+_swept: set[str] = set()  # directories this process has already swept
+
+
+def owner_tag() -> str:
+    """`<host hash>-<pid>`: who writes a temp file (or scratch directory)."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+def owner_is_gone(tag: str) -> bool:
+    """True if `tag` (an `owner_tag`) names a process of this host that no longer exists."""
+    host, _, pid = tag.partition("-")
+    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def sweep_dead_temps(directory: str | os.PathLike) -> int:
+    """Remove the temp files in `directory` whose writer is gone; returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if m and owner_is_gone(f"{m.group(1)}-{m.group(2)}"):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 @contextmanager
@@ -29,7 +74,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", size: int | None = No
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX)
+        if str(path.parent) not in _swept:
+            _swept.add(str(path.parent))
+            sweep_dead_temps(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.{owner_tag()}.", suffix=TEMP_SUFFIX)
     except OSError as e:
         _raise_translated(e, path, size)
     try:
