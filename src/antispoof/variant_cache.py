@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from antispoof.repro import atomic_write_bytes, cache_dir, fingerprint, sha256_bytes
+from antispoof.repro.atomic import sweep_dead_temps
 
 __all__ = ["VariantCache", "variant_key", "CACHE_LAYOUT_VERSION"]
 
@@ -118,6 +119,7 @@ class VariantCache:
         for sub in self.root.iterdir():
             if not sub.is_dir():
                 continue
+            removed += sweep_dead_temps(sub)  # a writer known to be gone (same host): no need to wait
             for p in sub.glob(".*.tmp"):
                 try:
                     if p.stat().st_mtime < limit:
