@@ -166,8 +166,7 @@ def test_bad_audio_skipped_on_request_is_listed(project):
 
 
 def test_duplicate_audio_is_counted_within_and_across_splits(project):
-    same = tone(500)
-    # u00 (train) = u01 (train, same label? no: u01 is spoof) -> use u00 = u02 (train, bonafide) and u10 (eval, bonafide)
+    same = tone(500)  # u00 and u02: train, bonafide; u12: eval, bonafide
     params = write_corpus(project, audio={"u00": same, "u02": same, "u12": same})
     metrics, err = prepare_ok(project, params)
     dup = metrics["duplicates"]
@@ -372,8 +371,11 @@ def test_two_processes_training_the_same_run_wait_for_each_other(project, tmp_pa
     module, args, _ = STAGES["train"]
     logs = [tmp_path / f"{d.name}.err" for d in copies]
     with run_lock(store, "test"):
-        procs = [subprocess.Popen([sys.executable, "-m", f"antispoof.{module}", *args], cwd=d, env=project.env,
-                                  stdout=subprocess.DEVNULL, stderr=open(log, "w")) for d, log in zip(copies, logs)]
+        procs = []
+        for d, log in zip(copies, logs):
+            with open(log, "w") as err:
+                procs.append(subprocess.Popen([sys.executable, "-m", f"antispoof.{module}", *args], cwd=d,
+                                              env=project.env, stdout=subprocess.DEVNULL, stderr=err))
         deadline = time.monotonic() + 300
         while not all("waiting for it to finish" in log.read_text() for log in logs):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [l.read_text() for l in logs]

@@ -65,17 +65,15 @@ def phase(p: Project, stage: str) -> str:
     return f"outputs={written} cache={extra} temps={temps}"
 
 
-def dead_scratch_dirs() -> list[str]:
-    """Codec scratch directories (antispoof-codec-<owner>-*) whose owner process is gone."""
-    roots = ["/dev/shm", "/tmp"]
-    out = []
-    for root in roots:
-        for name in os.listdir(root) if os.path.isdir(root) else []:
-            if name.startswith("antispoof-codec-"):
-                owner = name[len("antispoof-codec-"):].rsplit("-", 1)[0]
-                if owner_is_gone(owner):
-                    out.append(os.path.join(root, name))
-    return out
+def scratch_dirs() -> set[str]:
+    """Codec scratch directories (antispoof-codec-<owner>-*) present now."""
+    return {os.path.join(root, name) for root in ("/dev/shm", "/tmp") if os.path.isdir(root)
+            for name in os.listdir(root) if name.startswith("antispoof-codec-")}
+
+
+def dead(dirs: set[str]) -> list[str]:
+    """Those of `dirs` whose owner process is gone (what a killed run left and its re-run must remove)."""
+    return sorted(d for d in dirs if owner_is_gone(os.path.basename(d)[len("antispoof-codec-"):].rsplit("-", 1)[0]))
 
 
 def kill_fractions(stage: str) -> list[float]:
@@ -103,6 +101,7 @@ def test_sigkill_anywhere_then_rerun_is_byte_identical(stage, tmp_path, tmp_path
     for fraction in kill_fractions(stage):
         t = fraction * seconds
         reset(p, stage)
+        scratch_before = scratch_dirs()  # other processes' (e.g. other tests running at the same time)
         proc = subprocess.Popen(cmd, cwd=p.root, env=p.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
@@ -122,7 +121,7 @@ def test_sigkill_anywhere_then_rerun_is_byte_identical(stage, tmp_path, tmp_path
         for ckpt in cache_of(p).glob("checkpoints/*/step-*.ckpt"):
             verify_checkpoint(ckpt)
         assert not stray_temps(p.root, cache_of(p)), f"stray temp files after a kill at {t:.2f} s"
-        assert not dead_scratch_dirs()
+        assert not dead(scratch_dirs() - scratch_before), f"codec scratch left after a kill at {t:.2f} s"
     killed = [r for r in report if r[2] != "finished before the kill"]
     print(f"\n{stage}: {len(report)} points, {len(killed)} killed, "
           f"{sum(r[2] != 'before any output' for r in killed)} of them after the first file was written")
