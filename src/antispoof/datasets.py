@@ -674,7 +674,9 @@ def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: 
     finally:  # on the first bad file, do not decode the rest of a large corpus before reporting it
         pool.shutdown(wait=True, cancel_futures=True)
     bad = [i for i, r in enumerate(rows) if isinstance(r, DataError)]
-    bad_audio = [{"utt_id": df["utt_id"].iat[i], "path": df["path"].iat[i], "error": str(rows[i])} for i in bad]
+    # Tracked in metrics/prepare.json: paths relative to data.root, never where the corpus is mounted.
+    bad_audio = [{"utt_id": df["utt_id"].iat[i], "path": df["path"].iat[i],
+                  "error": str(rows[i]).replace(f"{root}{os.sep}", "")} for i in bad]
     if bad:
         df = df.drop(index=bad).reset_index(drop=True)
         rows = [r for r in rows if not isinstance(r, DataError)]
