@@ -632,22 +632,28 @@ def read_protocol(data: dict, repo_root: Path) -> pd.DataFrame:
     return df.sort_values(["split", "utt_id"], kind="stable").reset_index(drop=True)
 
 
-def _describe_audio(path: Path) -> tuple[float, int, int, str]:
+def _describe_audio(path: Path, on_audio=None) -> tuple[float, int, int, str]:
     from antispoof.audio import read_native
     from antispoof.repro import audio_hash
 
     samples, sr = read_native(path)
-    return round(samples.shape[0] / sr, 6), sr, samples.shape[1], audio_hash(samples, sr)
+    digest = audio_hash(samples, sr)
+    if on_audio is not None:
+        on_audio(samples, sr, digest)
+    return round(samples.shape[0] / sr, 6), sr, samples.shape[1], digest
 
 
-def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: int = 1) -> pd.DataFrame:
+def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: int = 1,
+                   on_audio=None) -> pd.DataFrame:
     """`read_protocol` plus duration (s, 6 decimals), native sample_rate, channels and sha256.
 
     sha256 is `antispoof.repro.audio_hash` of the decoded float32 samples at the native rate (all
     channels, interleaved), so re-encoding a file losslessly or renaming it keeps its hash. Every file
     is decoded once, by `workers` threads (libsndfile and sha256 release the GIL); rows keep protocol
     order whatever the number of threads. Empty or undecodable files raise DataError naming the file.
+    `on_audio(samples, native_rate, sha256)`, if given, sees every decoded file (from the pool's threads).
     """
+    import functools
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -657,7 +663,7 @@ def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: 
     paths = [root / rel for rel in df["path"].tolist()]
     pool = ThreadPoolExecutor(max_workers=max(1, int(workers)))
     try:
-        rows = list(tqdm(pool.map(_describe_audio, paths), total=len(paths), desc="manifest", unit="file",
+        rows = list(tqdm(pool.map(functools.partial(_describe_audio, on_audio=on_audio), paths), total=len(paths), desc="manifest", unit="file",
                          disable=not progress, file=sys.stderr, dynamic_ncols=True))
     finally:  # on the first bad file, do not decode the rest of a large corpus before reporting it
         pool.shutdown(wait=True, cancel_futures=True)

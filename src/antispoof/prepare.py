@@ -6,6 +6,8 @@ source), validated, and written as data/prepared/manifest.csv: one row per utter
 path (relative to data.root), label, split, speaker, attack, codec, duration, sample rate and a hash of
 the decoded audio. metrics/prepare.json counts utterances per split x label, hours of audio, and a
 dataset fingerprint (a hash of the manifest, audio hashes included) that changes when any audio does.
+Each decoded clip also goes, at data.sample_rate, into the decoded-audio store (audio_store.py) that
+the later stages read, so no stage decodes the corpus again.
 For a corpus outside the repository, the protocol files are what DVC tracks: the stage warns, with the
 lines to add, when dvc.yaml does not list them as its deps.
 """
@@ -19,6 +21,8 @@ import pandas as pd
 import yaml
 
 from antispoof import datasets, synthetic
+from antispoof.audio import mono_at
+from antispoof.audio_store import AudioStore, audio_key
 from antispoof.cli import run_stage
 from antispoof.params import pool_workers
 from antispoof.repro import atomic_write_json, atomic_write_text, sha256_bytes
@@ -66,7 +70,16 @@ def body(args: argparse.Namespace, params: dict) -> None:
         print(f"prepare: warning: dvc.yaml does not list the protocol files of data.source {data['source']!r} as "
               f"deps of stage prepare, so DVC will not re-run it when they change. Add under stages.prepare.deps:"
               f"{lines}", file=sys.stderr)
-    manifest = datasets.build_manifest(data, Path.cwd(), workers=pool_workers(params))[COLUMNS]
+    store = AudioStore()
+    store.sweep_temp()
+
+    def fill_store(samples, native_rate: int, digest: str) -> None:
+        """Decoded anyway to hash it: keep the clip, at the experiment's rate, for the later stages."""
+        key = audio_key(digest, native_rate, data["sample_rate"])
+        if key not in store:
+            store.put(key, mono_at(samples, native_rate, data["sample_rate"]))
+
+    manifest = datasets.build_manifest(data, Path.cwd(), workers=pool_workers(params), on_audio=fill_store)[COLUMNS]
     atomic_write_text(datasets.MANIFEST, manifest.to_csv(index=False, lineterminator="\n"))
     atomic_write_json("metrics/prepare.json", summarise(manifest))
     print(f"prepare: {len(manifest)} utterances -> {datasets.MANIFEST}")
