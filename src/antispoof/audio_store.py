@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import struct
 import sys
 import tempfile
@@ -56,8 +57,23 @@ _DTYPES = {b"<i2": np.dtype("<i2"), b"<f4": np.dtype("<f4")}
 INT16_SCALE = np.float32(32768.0)
 
 
+# TEST-ONLY hook (tests/test_scale.py), to crash a stage while it fills the store: with
+# ANTISPOOF_TEST_KILL_AFTER_PUTS="<n>" the process SIGKILLs itself in the middle of writing its n-th
+# new entry. Never set it outside tests.
+_TEST_KILL_AFTER_PUTS = int(os.environ.get("ANTISPOOF_TEST_KILL_AFTER_PUTS", "0") or 0)
+_puts = 0
+
+
 class CorruptEntry(Exception):
     """A store entry that fails a check (says which)."""
+
+
+def _count_put(f) -> None:
+    global _puts
+    _puts += 1
+    if _TEST_KILL_AFTER_PUTS and _puts >= _TEST_KILL_AFTER_PUTS:
+        f.flush()  # a half-written temp file is left behind, as after a real crash mid-write
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def audio_key(audio_sha256: str, native_rate: int, sample_rate: int) -> str:
@@ -119,6 +135,7 @@ class AudioStore:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(header)
+                _count_put(f)
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
