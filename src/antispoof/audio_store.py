@@ -35,7 +35,6 @@ import os
 import signal
 import struct
 import sys
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -43,7 +42,7 @@ import numpy as np
 
 from antispoof.audio import _RESAMPLE_KW, mono_at, read_native
 from antispoof.errors import DataError
-from antispoof.repro import audio_hash, cache_dir, fingerprint
+from antispoof.repro import atomic_open, audio_hash, cache_dir, fingerprint
 from antispoof.variant_cache import VariantCache
 
 __all__ = ["AudioStore", "CorruptEntry", "DECODER_VERSION", "audio_key", "decode_clip"]
@@ -130,20 +129,10 @@ class AudioStore:
         header = _HEADER.pack(MAGIC, payload.dtype.str.encode(), payload.shape[0], 0, 0, bytes.fromhex(key),
                               hashlib.sha256(data).digest())
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(header)
-                _count_put(f)
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_open(path, "wb", fsync=False) as f:  # fsync would cost ~5 ms a clip here, 20x the write
+            f.write(header)
+            _count_put(f)
+            f.write(data)
         return path
 
     def view(self, key: str, verify: bool) -> np.ndarray | None:
