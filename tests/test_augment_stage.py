@@ -23,7 +23,8 @@ import soundfile as sf
 import yaml
 
 from antispoof import augment_cache, codecs
-from antispoof.audio import load_audio
+from antispoof.audio import load_audio, read_native
+from antispoof.repro import audio_hash
 from antispoof.shards import AugmentedStore
 from antispoof.variant_cache import VariantCache
 from signals import speechlike
@@ -65,8 +66,9 @@ def write_audio(path: Path, x: np.ndarray) -> None:
 
 def save_manifest(ws: Path, df: pd.DataFrame) -> None:
     df = df.copy()
-    df["sha256"] = [hashlib.sha256((ws / "data/raw" / p).read_bytes()).hexdigest() for p in df["path"]]
-    df["duration"] = 0.0
+    decoded = [read_native(ws / "data/raw" / p) for p in df["path"]]  # as prepare hashes it
+    df["sha256"] = [audio_hash(x, sr) for x, sr in decoded]
+    df["duration"] = [round(x.shape[0] / sr, 6) for x, sr in decoded]
     df["sample_rate"] = SR
     (ws / "data/prepared").mkdir(parents=True, exist_ok=True)
     df.to_csv(ws / "data/prepared/manifest.csv", index=False)
@@ -216,7 +218,7 @@ def test_ffmpeg_failures_are_reported_per_file_with_stderr(tmp_path, monkeypatch
     bad = dataclasses.replace(good, name="vorbis_8k", quality="8k", options={**good.options, "b:a": 8000})
     augment_cache._init_worker({}, None, str(tmp_path / "cache"))
     job = {"split": "train", "sample_rate": SR, "root": str(ws / "data/raw"), "specs": [bad, good],
-           "utts": [("T000", "train/T000.flac"), ("T001", "train/T001.flac")]}
+           "utts": [(u, p, h, SR) for u, p, h in pd.read_csv(ws / "data/prepared/manifest.csv")[["utt_id", "path", "sha256"]].values]}
     rows = augment_cache.process_batch(job)
     failed = [r for r in rows if r[4] == "failed"]
     assert [(r[0], r[2]) for r in failed] == [("T000", "vorbis_8k"), ("T001", "vorbis_8k")]

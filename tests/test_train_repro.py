@@ -335,9 +335,9 @@ def test_codec_augmented_training_with_workers_and_a_kill_is_byte_identical(dvc_
     from antispoof.shards import AugmentedStore
 
     params = project.params()
-    rows, audio = load_split(read_manifest(project.root / "data/prepared/manifest.csv"), "train",
-                             project.root / params["data"]["root"], params["data"]["sample_rate"])
-    ds = TrainingSet(rows, audio, AugmentedStore(project.root / "data/augmented"), params["seed"],
+    _, clips = load_split(read_manifest(project.root / "data/prepared/manifest.csv"), "train",
+                          project.root / params["data"]["root"], params["data"]["sample_rate"])
+    ds = TrainingSet(clips, AugmentedStore(project.root / "data/augmented"), params["seed"],
                      params["augment"]["prob"], 8000)
     drawn = [ds.draw(e, i)[0] for e in range(params["train"]["epochs"]) for i in range(len(ds))]
     assert 0 < sum(c != "clean" for c in drawn) < len(drawn)  # the run really mixes codec variants in

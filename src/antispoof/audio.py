@@ -21,7 +21,8 @@ import soundfile as sf
 
 from antispoof.errors import DataError
 
-__all__ = ["PAD_MODES", "audio_info", "check_finite", "fix_length", "load_audio", "max_offset", "random_crop", "read_native"]
+__all__ = ["PAD_MODES", "audio_info", "check_finite", "fix_length", "load_audio", "max_offset", "mono_at", "output_length",
+           "random_crop", "read_native"]
 
 PAD_MODES = ("repeat", "zero")
 
@@ -91,10 +92,24 @@ def load_audio(path: str | os.PathLike, target_sr: int | None = None) -> np.ndar
     if target_sr is not None and (isinstance(target_sr, bool) or int(target_sr) != target_sr or target_sr <= 0):
         raise ValueError(f"target_sr must be a positive integer, got {target_sr!r}")
     samples, sr = read_native(path)
+    return mono_at(samples, sr, target_sr)
+
+
+def mono_at(samples: np.ndarray, sr: int, target_sr: int | None) -> np.ndarray:
+    """`read_native`'s (frames, channels) output as `load_audio` returns it: mono (mean of channels),
+    resampled to `target_sr` (kept at `sr` if None). The decoded-audio store applies it once per clip."""
     mono = samples[:, 0].copy() if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float64).astype(np.float32)
     if target_sr is not None and int(target_sr) != sr:
         mono = _resample(mono, sr, int(target_sr))
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def output_length(frames: int, sr: int, target_sr: int | None) -> int:
+    """Samples `load_audio` returns for a file of `frames` frames at `sr` (torchaudio's resampler keeps
+    ceil(frames * target / sr)); exact integer arithmetic."""
+    if target_sr is None or int(target_sr) == int(sr):
+        return int(frames)
+    return -(-int(frames) * int(target_sr) // int(sr))
 
 
 def _check_1d(x: np.ndarray, n: int) -> np.ndarray:

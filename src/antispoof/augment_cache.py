@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from antispoof import codecs
+from antispoof.audio_store import AudioStore, as_float32, audio_key
 from antispoof.datasets import SPLITS, read_manifest
 from antispoof.errors import DataError
 from antispoof.params import pool_workers
@@ -53,7 +54,7 @@ _WORKER: dict = {}
 
 def _init_worker(delays: dict, parent_pid: int | None, cache_root: str) -> None:
     codecs.seed_delays(delays)
-    _WORKER.update(parent_pid=parent_pid, cache=VariantCache(cache_root))
+    _WORKER.update(parent_pid=parent_pid, cache=VariantCache(cache_root), audio=AudioStore())
 
 
 def _tail(text: str, n: int = ERROR_TAIL) -> str:
@@ -64,22 +65,21 @@ def _tail(text: str, n: int = ERROR_TAIL) -> str:
 def process_batch(job: dict) -> list[tuple]:
     """Make (or find in the cache) every variant of a batch of utterances of one split.
 
-    job: {split, sample_rate, root, utts: [(utt_id, rel_path)], specs: [CodecSpec]}.
+    job: {split, sample_rate, root, utts: [(utt_id, rel_path, manifest sha256, native rate)], specs: [CodecSpec]}.
     Returns one tuple per (utterance, condition): (utt_id, split, condition, key|None, status, error)
     with status 'hit', 'encoded' or 'failed'.
     """
     parent = _WORKER.get("parent_pid")
     if parent is not None and os.getppid() != parent:  # the stage was killed: do not keep working
         os._exit(1)
-    from antispoof.audio import load_audio
-
     cache: VariantCache = _WORKER["cache"]
     sr, split, specs = job["sample_rate"], job["split"], job["specs"]
     out: list[tuple] = []
     loaded: list[tuple[str, np.ndarray, str]] = []
-    for utt_id, rel in job["utts"]:
-        try:
-            samples = load_audio(os.path.join(job["root"], rel), sr)
+    for utt_id, rel, digest, native_rate in job["utts"]:
+        try:  # clean audio from the decoded-audio store (decoded there first if missing)
+            samples = as_float32(_WORKER["audio"].clip(audio_key(digest, native_rate, sr), os.path.join(job["root"], rel),
+                                                       digest, sr, verify=True))
         except Exception as e:  # noqa: BLE001 - any unreadable file is a per-file failure
             msg = _tail(str(e) if isinstance(e, DataError) else f"{type(e).__name__}: {e}")
             out.extend((utt_id, split, s.name, None, "failed", f"cannot load audio: {msg}") for s in specs)
@@ -117,7 +117,7 @@ def _make_jobs(df, specs: dict, root: str, sr: int, batch_size: int) -> list[dic
         if not specs[split]:
             continue
         part = df[df["split"] == split].sort_values("utt_id", kind="stable")
-        utts = list(zip(part["utt_id"], part["path"]))
+        utts = list(zip(part["utt_id"], part["path"], part["sha256"], part["sample_rate"].astype(int)))
         for i in range(0, len(utts), batch_size):
             jobs.append({"split": split, "sample_rate": sr, "root": root, "utts": utts[i:i + batch_size],
                          "specs": specs[split]})
@@ -207,13 +207,14 @@ def body(args: argparse.Namespace, params: dict) -> dict:
         raise DataError(_summary_of_failures(failed, paths))
 
     ok = [{"utt_id": r[0], "split": r[1], "condition": r[2], "variant_key": r[3]} for r in results if r[4] != "failed"]
-    job_of = {u: j for j in jobs for u, _ in j["utts"]}
+    job_of = {u[0]: j for j in jobs for u in j["utts"]}
 
     def load(entry: dict) -> np.ndarray:
         samples = cache.get(entry["variant_key"])
         if samples is None:  # removed or damaged since the worker wrote it: make it again
             spec = next(s for s in specs[entry["split"]] if s.name == entry["condition"])
-            job = dict(job_of[entry["utt_id"]], utts=[(entry["utt_id"], paths[entry["utt_id"]])], specs=[spec])
+            utt = next(u for u in job_of[entry["utt_id"]]["utts"] if u[0] == entry["utt_id"])
+            job = dict(job_of[entry["utt_id"]], utts=[utt], specs=[spec])
             _init_worker(codecs.known_delays(), None, str(cache.root))
             row = process_batch(job)[0]
             samples = cache.get(row[3]) if row[4] != "failed" else None

@@ -632,24 +632,28 @@ def read_protocol(data: dict, repo_root: Path) -> pd.DataFrame:
     return df.sort_values(["split", "utt_id"], kind="stable").reset_index(drop=True)
 
 
-def _describe_audio(path: Path) -> tuple[float, int, int, str]:
+def _describe_audio(path: Path, on_audio=None) -> tuple[float, int, int, str]:
     from antispoof.audio import check_finite, read_native
     from antispoof.repro import audio_hash
 
     samples, sr = read_native(path)
     check_finite(samples, sr, path)
-    return round(samples.shape[0] / sr, 6), sr, samples.shape[1], audio_hash(samples, sr)
+    digest = audio_hash(samples, sr)
+    if on_audio is not None:
+        on_audio(samples, sr, digest)
+    return round(samples.shape[0] / sr, 6), sr, samples.shape[1], digest
 
 
-def _describe_or_skip(path: Path) -> tuple[float, int, int, str] | DataError:
+def _describe_or_skip(path: Path, on_audio=None) -> tuple[float, int, int, str] | DataError:
     """`_describe_audio`, or the DataError of a bad file (data.on_bad_audio: skip)."""
     try:
-        return _describe_audio(path)
+        return _describe_audio(path, on_audio)
     except DataError as e:
         return e
 
 
-def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: int = 1) -> pd.DataFrame:
+def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: int = 1,
+                   on_audio=None) -> pd.DataFrame:
     """`read_protocol` plus duration (s, 6 decimals), native sample_rate, channels and sha256.
 
     sha256 is `antispoof.repro.audio_hash` of the decoded float32 samples at the native rate (all
@@ -658,7 +662,10 @@ def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: 
     order whatever the number of threads. Bad audio (undecodable, empty, or holding NaN/Inf samples)
     raises DataError naming the file; with `data.on_bad_audio: skip` such rows are dropped instead and
     listed, with the reason, in the result's `attrs["bad_audio"]` ([{utt_id, path, error}]).
+    `on_audio(samples, native_rate, sha256)`, if given, sees every good decoded file (from the pool's
+    threads).
     """
+    import functools
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -669,8 +676,9 @@ def build_manifest(data: dict, repo_root: Path, progress: bool = True, workers: 
     skip = data.get("on_bad_audio", "fail") == "skip"
     pool = ThreadPoolExecutor(max_workers=max(1, int(workers)))
     try:
-        rows = list(tqdm(pool.map(_describe_or_skip if skip else _describe_audio, paths), total=len(paths),
-                         desc="manifest", unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True))
+        describe = functools.partial(_describe_or_skip if skip else _describe_audio, on_audio=on_audio)
+        rows = list(tqdm(pool.map(describe, paths), total=len(paths), desc="manifest", unit="file",
+                         disable=not progress, file=sys.stderr, dynamic_ncols=True))
     finally:  # on the first bad file, do not decode the rest of a large corpus before reporting it
         pool.shutdown(wait=True, cancel_futures=True)
     bad = [i for i, r in enumerate(rows) if isinstance(r, DataError)]

@@ -1,7 +1,8 @@
 """Stage `evaluate`: score the eval split, clean and under every codec condition, with replicate r's model.
 
-Scoring is deterministic: one forward pass per utterance over the full utterance (or a centre crop of
-`evaluate.crop_seconds`), never a random crop. The score is the bona fide logit minus the spoof logit
+Scoring is deterministic: the full utterance (or a centre crop of `evaluate.crop_seconds`), never a
+random crop, `evaluate.batch_size` utterances of equal input length per forward pass (1: one
+utterance per pass), clips read by memory map from the decoded-audio store (audio_store.py). The score is the bona fide logit minus the spoof logit
 (higher = more bona fide), a log-likelihood-ratio-like value as ASVspoof's actDCF and Cllr expect.
 
 Outputs: scores/r<r>/<condition>.txt (`utt_id score` per line), metrics/eval/r<r>.json (EER, minDCF,
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from antispoof import metrics
 from antispoof.cli import run_stage
-from antispoof.data import AUGMENTED, MANIFEST, eval_view, load_split, read_manifest
+from antispoof.data import AUGMENTED, MANIFEST, SplitClips, VariantClips, load_split, read_manifest
 from antispoof.errors import ParamError, UserError
 from antispoof.model_io import load_state_dict_into, read_model_info
 from antispoof.models import build_model, select_device
@@ -56,8 +57,9 @@ def check_fingerprint(r: int, params: dict) -> None:
         warnings.warn(msg)
 
 
-def eval_inputs(params: dict) -> tuple[pd.DataFrame, list[np.ndarray], AugmentedStore | None, int | None]:
-    """The eval split's rows and clean audio, the codec-variant store, and the crop length (or None)."""
+def eval_inputs(params: dict) -> tuple[pd.DataFrame, SplitClips, AugmentedStore | None, int | None]:
+    """The eval split's rows and clean clips (read on access), the codec-variant store, and the crop
+    length (or None)."""
     sr = params["data"]["sample_rate"]
     crop = None if params["evaluate"]["crop_seconds"] is None else int(round(params["evaluate"]["crop_seconds"] * sr))
     rows, clean = load_split(read_manifest(), "eval", params["data"]["root"], sr)
@@ -71,16 +73,19 @@ def eval_conditions(store: AugmentedStore | None) -> list[str]:
     return ["clean"] + list(store.conditions("eval")) if store else ["clean"]
 
 
-def score_condition(model: torch.nn.Module, cond: str, rows: pd.DataFrame, clean: list[np.ndarray],
-                    store: AugmentedStore | None, crop: int | None) -> tuple[list[str], np.ndarray]:
-    """Scores of the eval utterances under one condition, in manifest order. A variant that failed
-    with augment.on_error=skip is missing from the store: only what exists is scored."""
+def score_condition(model: torch.nn.Module, cond: str, rows: pd.DataFrame, clean: SplitClips,
+                    store: AugmentedStore | None, crop: int | None, batch_size: int = 1,
+                    num_workers: int = 0) -> tuple[list[str], np.ndarray]:
+    """Scores of a split's utterances (`rows`, `clean`: from data.load_split) under one condition, in
+    manifest order: `batch_size` clips per forward pass (evaluate.batch_size; equal input lengths
+    only), read by `num_workers` loader processes (runtime.num_workers; no effect on the scores). A
+    variant that failed with augment.on_error=skip is missing from the store: only what exists is scored."""
     if cond == "clean":
-        ids, audio = list(rows["utt_id"]), clean
+        ids, clips = list(rows["utt_id"]), clean
     else:
         ids = [u for u in rows["utt_id"] if store.has(u, cond)]
-        audio = [store.get(u, cond) for u in ids]
-    return ids, score_utterances(model, [eval_view(np.asarray(x, dtype=np.float32), crop) for x in audio])
+        clips = VariantClips(store, ids, cond)
+    return ids, score_utterances(model, clips, crop, batch_size, num_workers)
 
 
 def write_scores(path: Path, utt_ids: list[str], scores: np.ndarray) -> None:
@@ -98,7 +103,8 @@ def body(args: argparse.Namespace, params: dict) -> None:
     rows, clean, store, crop = eval_inputs(params)
     tables = []
     for cond in tqdm(eval_conditions(store), desc=f"evaluate r{r}", unit="condition", file=sys.stderr):
-        ids, scores = score_condition(model, cond, rows, clean, store, crop)
+        ids, scores = score_condition(model, cond, rows, clean, store, crop, params["evaluate"]["batch_size"],
+                                      params["runtime"]["num_workers"])
         write_scores(Path(f"scores/r{r}/{cond}.txt"), ids, scores)
         part = rows.set_index("utt_id").loc[ids, ["label", "attack", "codec"]].reset_index()
         part["score"], part["condition"] = scores, cond

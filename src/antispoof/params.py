@@ -146,11 +146,14 @@ SCHEMA: dict[str, Any] = {
         "class_weighting": Field((str,), choices=("balanced", "none")),
         "checkpoint_every": Field(INT, min=1, max=10**9),
         "patience": Field(INT, min=0, max=10000),
+        "dev_max_utterances": Field(INT, min=2, max=10**9, nullable=True),
+        "dev_every": Field(INT, min=1, max=10000),
     },
     "evaluate": {
         "crop_seconds": Field(NUM, min=0.1, max=600, nullable=True),
         "on_fingerprint_mismatch": Field((str,), choices=("warn", "fail")),
         "det_points": Field(INT, min=10, max=100000),
+        "batch_size": Field(INT, min=1, max=65536),
     },
     "aggregate": {
         "confidence": Field(NUM, min=0.5, max=0.999),

@@ -8,6 +8,8 @@ the decoded audio. metrics/prepare.json counts utterances per split x label, hou
 dataset fingerprint (a hash of the manifest, audio hashes included) that changes when any audio does,
 plus what antispoof.manifest_checks finds (duplicate audio, speakers in several splits, short clips)
 and the bad audio files skipped under data.on_bad_audio: skip.
+Each decoded clip also goes, at data.sample_rate, into the decoded-audio store (audio_store.py) that
+the later stages read, so no stage decodes the corpus again.
 For a corpus outside the repository, the protocol files are what DVC tracks: the stage warns, with the
 lines to add, when dvc.yaml does not list them as its deps.
 """
@@ -21,6 +23,8 @@ import pandas as pd
 import yaml
 
 from antispoof import datasets, synthetic
+from antispoof.audio import mono_at
+from antispoof.audio_store import AudioStore, audio_key
 from antispoof.cli import run_stage
 from antispoof.errors import DataError
 from antispoof.manifest_checks import check_manifest
@@ -70,7 +74,16 @@ def body(args: argparse.Namespace, params: dict) -> None:
         print(f"prepare: warning: dvc.yaml does not list the protocol files of data.source {data['source']!r} as "
               f"deps of stage prepare, so DVC will not re-run it when they change. Add under stages.prepare.deps:"
               f"{lines}", file=sys.stderr)
-    built = datasets.build_manifest(data, Path.cwd(), workers=pool_workers(params))
+    store = AudioStore()
+    store.sweep_temp()
+
+    def fill_store(samples, native_rate: int, digest: str) -> None:
+        """Decoded anyway to hash it: keep the clip, at the experiment's rate, for the later stages."""
+        key = audio_key(digest, native_rate, data["sample_rate"])
+        if key not in store:
+            store.put(key, mono_at(samples, native_rate, data["sample_rate"]))
+
+    built = datasets.build_manifest(data, Path.cwd(), workers=pool_workers(params), on_audio=fill_store)
     manifest = built[COLUMNS]
     if not len(manifest):
         raise DataError(f"{data['root']}: no usable audio ({len(built.attrs['bad_audio'])} bad file(s) skipped)")

@@ -12,7 +12,7 @@ and within a shard entries are ordered by (utt_id, condition). So adding or remo
 changes the bytes of exactly one shard (plus the index), and DVC tracks num_shards + 2 files whatever
 the dataset size. All num_shards files are always written (an empty shard is an empty file).
 
-`AugmentedStore` reads it back with memory-mapped shards: `get` costs one slice copy.
+`AugmentedStore` reads it back with one positioned read (pread) per variant.
 """
 from __future__ import annotations
 
@@ -117,9 +117,9 @@ def _csv_field(value) -> str:
 
 
 class AugmentedStore:
-    """Read-only access to `data/augmented/` (memory-mapped shards).
+    """Read-only access to `data/augmented/` (one pread per variant, so memory does not grow with the shards).
 
-    Safe to pass to DataLoader workers: memory maps are opened lazily in each process.
+    Safe to pass to DataLoader workers: shard files are opened lazily in each process.
     """
 
     def __init__(self, directory: str | os.PathLike):
@@ -158,7 +158,7 @@ class AugmentedStore:
             variants.setdefault(utt, []).append(cond)
             self._split[utt] = split
         self._variants = {u: sorted(v, key=lambda c: (order.get(c, len(order)), c)) for u, v in variants.items()}
-        self._maps: dict[int, np.ndarray] = {}
+        self._fds: dict[int, int] = {}
         self.index = index
 
     def _condition_order(self) -> dict[str, int]:
@@ -173,7 +173,7 @@ class AugmentedStore:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_maps"] = {}
+        state["_fds"] = {}  # descriptors are per process (spawned loader workers open their own)
         return state
 
     def conditions(self, split: str | None = None) -> list[str]:
@@ -192,27 +192,40 @@ class AugmentedStore:
         """Stored conditions of an utterance, in params order ([] if none)."""
         return list(self._variants.get(str(utt_id), []))
 
-    def _map(self, i: int) -> np.ndarray:
-        m = self._maps.get(i)
-        if m is None:
-            path = self.dir / self._shards[i]
-            if path.stat().st_size == 0:
-                m = np.zeros(0, dtype=DTYPE)
-            else:
-                m = np.memmap(path, dtype=DTYPE, mode="r")
-            self._maps[i] = m
-        return m
+    def length(self, utt_id: str, condition: str) -> int:
+        """Samples in one stored variant (from the index: nothing is read)."""
+        return self._locate(utt_id, condition)[2]
 
-    def get_int16(self, utt_id: str, condition: str) -> np.ndarray:
+    def _locate(self, utt_id: str, condition: str) -> tuple[int, int, int]:
         try:
-            shard, off, n = self._loc[(str(utt_id), str(condition))]
+            return self._loc[(str(utt_id), str(condition))]
         except KeyError:
             raise KeyError(f"no variant {condition!r} of utterance {utt_id!r} in {self.dir}"
                            f" (stored: {', '.join(self.variants_of(utt_id)) or 'none'})") from None
-        m = self._map(shard)
-        if off + n > m.shape[0]:
+
+    def _fd(self, i: int) -> int:
+        fd = self._fds.get(i)
+        if fd is None:
+            fd = self._fds[i] = os.open(self.dir / self._shards[i], os.O_RDONLY)
+        return fd
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def get_int16(self, utt_id: str, condition: str) -> np.ndarray:
+        # One positioned read per variant rather than a memory map of the whole shard: pages a map has
+        # touched count in the process's RSS until it is unmapped, which for a corpus's shards (tens of
+        # GB at ASVspoof 5 scale) would make memory grow with the corpus. The page cache is shared anyway.
+        shard, off, n = self._locate(utt_id, condition)
+        buf = bytearray(2 * n)
+        got = os.preadv(self._fd(shard), [buf], 2 * off) if n else 0
+        if got != 2 * n:
             raise DataError(f"{self.dir / self._shards[shard]}: truncated (index wants samples {off}..{off + n})")
-        return np.array(m[off:off + n])
+        return np.frombuffer(buf, dtype=DTYPE)
 
     def get(self, utt_id: str, condition: str) -> np.ndarray:
         """The variant as float32 in [-1, 1) (int16 / 32768), as long as the source utterance."""

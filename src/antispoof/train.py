@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from antispoof import metrics
 from antispoof.cli import run_stage
-from antispoof.data import AUGMENTED, MANIFEST, EpochBatches, TrainingSet, collate, labels_of, load_split, read_manifest
+from antispoof.data import (AUGMENTED, MANIFEST, EpochBatches, ScoringBatches, ScoringSet, TrainingSet, collate,
+                            SplitClips, dev_subset, load_split, read_manifest)
 from antispoof.errors import ParamError, UserError
 from antispoof.models import build_model, scores_from_logits, select_device
 from antispoof.repro import atomic_open, atomic_write_json, atomic_write_text, cache_dir
@@ -42,7 +43,7 @@ from antispoof.repro.seeding import replicate_seed, seed_everything
 from antispoof.shards import AugmentedStore
 
 # Source files whose content is part of the run fingerprint (dvc.yaml lists the same ones as deps).
-CODE = ["train.py", "data.py", "datasets.py", "models.py", "audio.py", "shards.py", "metrics.py", "repro"]
+CODE = ["train.py", "data.py", "datasets.py", "models.py", "audio.py", "audio_store.py", "shards.py", "metrics.py", "repro"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,22 +78,35 @@ def checkpoint_store(run_id: str) -> CheckpointStore:
     return CheckpointStore(cache_dir("checkpoints", run_id[:32]))
 
 
-def dev_eer(model: torch.nn.Module, audio: list[np.ndarray], labels: np.ndarray) -> float:
-    """EER on the dev split; NaN when it lacks a class (then there is no early stopping signal)."""
+def dev_eer(model: torch.nn.Module, clips, labels: np.ndarray) -> float:
+    """EER on the dev clips; NaN when they lack a class (then there is no early stopping signal)."""
     if len(set(labels.tolist())) < 2:
         return float("nan")
-    scores = score_utterances(model, audio)
+    scores = score_utterances(model, clips)
     return metrics.eer(scores[labels == 0], scores[labels == 1])
 
 
 @torch.no_grad()
-def score_utterances(model: torch.nn.Module, audio: list[np.ndarray]) -> np.ndarray:
-    """One forward pass per utterance (full length): a score never depends on its batch neighbours."""
+def score_utterances(model: torch.nn.Module, clips, crop: int | None = None, batch_size: int = 1,
+                     num_workers: int = 0) -> np.ndarray:
+    """Scores of `clips` (a sequence of 1-D arrays, e.g. data.SplitClips: read on access, so memory
+    stays O(batch)), in their order. Full length (or a centre crop of `crop` samples). batch_size 1
+    scores one clip per forward pass, so a score never depends on its neighbours; larger batches
+    group clips of equal input length (data.ScoringBatches), whose scores may differ from one-at-a-time
+    in the last float32 bits. `num_workers` loader processes read the clips; results do not depend on it."""
     model.eval()
     device = next(model.parameters()).device
-    out = [scores_from_logits(model(torch.from_numpy(np.asarray(x, dtype=np.float32))[None].to(device)))[0].item()
-           for x in audio]
-    return np.asarray(out, dtype=np.float64)
+    lengths = getattr(clips, "lengths", None)
+    if lengths is None:  # a plain list of arrays
+        lengths = np.array([len(x) for x in clips], dtype=np.int64)
+    batches = ScoringBatches(lengths, crop, batch_size)
+    # A private generator: a loader iterator must not draw from torch's global RNG (training's dropout).
+    loader = DataLoader(ScoringSet(clips, crop), batch_sampler=batches, collate_fn=torch.stack,
+                        num_workers=num_workers, generator=torch.Generator().manual_seed(0))
+    out = np.empty(len(lengths), dtype=np.float64)
+    for positions, x in zip(batches, loader):
+        out[positions] = scores_from_logits(model(x.to(device))).double().cpu().numpy()
+    return out
 
 
 @dataclass
@@ -108,7 +122,7 @@ class Run:
     loader: DataLoader
     batches: EpochBatches
     weight: torch.Tensor
-    dev_audio: list[np.ndarray]
+    dev_clips: SplitClips  # the dev utterances of the early-stopping pass (train.dev_max_utterances)
     dev_labels: np.ndarray
     steps_per_epoch: int
     fp: dict
@@ -124,12 +138,14 @@ def setup(params: dict, r: int) -> Run:
     sr = params["data"]["sample_rate"]
 
     manifest = read_manifest()
-    rows, audio = load_split(manifest, "train", params["data"]["root"], sr)
-    dev_rows, dev_audio = load_split(manifest, "dev", params["data"]["root"], sr)
-    if len(rows) == 0 or len(set(labels_of(rows))) < 2:
+    rows, clips = load_split(manifest, "train", params["data"]["root"], sr)
+    _, dev_clips = load_split(manifest, "dev", params["data"]["root"], sr)
+    del manifest, rows  # the clips hold what is needed as small arrays; no audio is loaded here
+    if len(clips) == 0 or len(set(clips.labels.tolist())) < 2:
         raise UserError(f"{MANIFEST}: the train split needs both bonafide and spoof utterances")
+    dev_clips = dev_clips.subset(dev_subset(dev_clips.utt_ids, dev_clips.labels, tp["dev_max_utterances"]))
     variants = AugmentedStore(AUGMENTED) if params["augment"]["prob"] > 0 else None
-    dataset = TrainingSet(rows, audio, variants, seed, params["augment"]["prob"], int(round(tp["crop_seconds"] * sr)))
+    dataset = TrainingSet(clips, variants, seed, params["augment"]["prob"], int(round(tp["crop_seconds"] * sr)))
     batches = EpochBatches(len(dataset), tp["batch_size"], seed)
     workers = params["runtime"]["num_workers"]
     # A private generator: creating a loader iterator must not consume the global torch RNG (dropout's),
@@ -146,7 +162,7 @@ def setup(params: dict, r: int) -> Run:
     weight = torch.tensor(len(labels) / (2.0 * counts) if tp["class_weighting"] == "balanced" else [1.0, 1.0],
                           dtype=torch.float32, device=next(model.parameters()).device)
     fp = run_fingerprint(params, seed)
-    return Run(r, tp, seed, model, optimizer, loader, batches, weight, dev_audio, labels_of(dev_rows),
+    return Run(r, tp, seed, model, optimizer, loader, batches, weight, dev_clips, dev_clips.labels,
                -(-len(dataset) // tp["batch_size"]), fp, fingerprint(fp))
 
 
@@ -216,18 +232,20 @@ def train_loop(run: Run, state: dict, on_checkpoint: Callable[[dict], None], unt
                         bar.close()
                         return
                 _test_kill_point(state["global_step"], "after")
-        # End of epoch: dev EER, curves, early stopping, then an epoch-boundary checkpoint.
-        eer = dev_eer(model, run.dev_audio, run.dev_labels)
+        # End of epoch: dev EER (every train.dev_every epochs, and after the last), curves, early
+        # stopping (counting only epochs with a dev pass), then an epoch-boundary checkpoint.
+        dev_pass = (state["epoch"] + 1) % tp["dev_every"] == 0 or state["epoch"] + 1 == tp["epochs"]
+        eer = dev_eer(model, run.dev_clips, run.dev_labels) if dev_pass else float("nan")
         state["history"].append({"epoch": state["epoch"] + 1, "step": state["global_step"],
                                  "train_loss": state["loss_sum"] / max(state["seen"], 1), "dev_eer": eer})
-        if state["best_dev_eer"] is None or eer < state["best_dev_eer"]:
+        if dev_pass and (state["best_dev_eer"] is None or eer < state["best_dev_eer"]):
             state["best_dev_eer"], state["best_epoch"], state["bad_epochs"] = eer, state["epoch"] + 1, 0
-        else:
+        elif dev_pass:
             state["bad_epochs"] += 1
             state["stopped_early"] = tp["patience"] > 0 and state["bad_epochs"] >= tp["patience"]
         state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, seen=0)
         on_checkpoint(state)
-        bar.set_postfix(epoch=state["epoch"], dev_eer=f"{eer:.3f}")
+        bar.set_postfix(epoch=state["epoch"], dev_eer=f"{eer:.3f}" if dev_pass else "-")
         if until_step is not None and state["global_step"] >= until_step:
             break
         _test_kill_point(state["global_step"], "after")

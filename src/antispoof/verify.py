@@ -112,7 +112,8 @@ def check_scores(r: int, params: dict, rows: list) -> None:
         if not path.exists():
             rows.append((str(path), FAIL, "missing (evaluate writes it)"))
             continue
-        ids, scores = evaluate.score_condition(model, cond, eval_rows, clean, store, crop)
+        ids, scores = evaluate.score_condition(model, cond, eval_rows, clean, store, crop,
+                                               params["evaluate"]["batch_size"], params["runtime"]["num_workers"])
         recorded = metrics.read_scores(path)
         rec_ids, rec_scores = list(recorded), np.fromiter(recorded.values(), dtype=np.float64)
         if rec_ids != ids:

@@ -65,11 +65,14 @@ def sweep_dead_temps(directory: str | os.PathLike) -> int:
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb", size: int | None = None) -> Iterator[Any]:
+def atomic_open(path: str | os.PathLike, mode: str = "wb", size: int | None = None,
+                fsync: bool = True) -> Iterator[Any]:
     """Open a temp file next to `path`; on clean exit it replaces `path` atomically.
 
     On any failure the temp file is removed. A full disk (ENOSPC/EDQUOT) becomes the UserError of
     `antispoof.errors.disk_full`, naming the directory (and `size`, the bytes to write, if given).
+    `fsync=False` only for caches whose entries carry a checksum (a torn file after a power cut is then
+    detected).
     """
     path = Path(path)
     try:
@@ -84,7 +87,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", size: int | None = No
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         try:
