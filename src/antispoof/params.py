@@ -145,6 +145,7 @@ SCHEMA: dict[str, Any] = {
         "crop_seconds": Field(NUM, min=0.1, max=600, nullable=True),
         "on_fingerprint_mismatch": Field((str,), choices=("warn", "fail")),
         "det_points": Field(INT, min=10, max=100000),
+        "calibration": Field((str,), choices=("none", "logistic")),
     },
     "aggregate": {
         "confidence": Field(NUM, min=0.5, max=0.999),
