@@ -27,7 +27,7 @@ from antispoof.repro.hashing import sha256_file
 LOG_DIR = "logs"
 DIFF_LIMIT = 200_000  # bytes of `git diff` kept in the log
 KEY_ARGS = ("replicate",)  # args that distinguish parallel runs of one stage, put in the file name
-VERSION_PACKAGES = ("antispoof", "torch", "torchaudio", "numpy", "pandas", "dvc", "soundfile",
+VERSION_PACKAGES = ("antispoof", "torch", "torchaudio", "numpy", "pandas", "dvc", "dvclive", "soundfile",
                     "imageio-ffmpeg")
 ENV_VARS = ("ANTISPOOF_CACHE_DIR", "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
             "MKL_NUM_THREADS", "PYTHONHASHSEED")
