@@ -61,7 +61,7 @@ def test_missing_key(tmp_path):
         load_params(write(tmp_path, params))
 
 
-@pytest.mark.parametrize("stage", ["prepare", "augment_cache", "train", "evaluate", "aggregate"])
+@pytest.mark.parametrize("stage", ["prepare", "augment_cache", "train", "evaluate", "aggregate", "registry"])
 def test_stage_exits_2_before_any_work(tmp_path, stage):
     write(tmp_path, deep_update(default_params(), {"train": {"batch_size": "big"}}))
     args = [sys.executable, "-m", f"antispoof.{stage}"] + (["--replicate", "0"] if stage in ("train", "evaluate") else [])
@@ -72,7 +72,7 @@ def test_stage_exits_2_before_any_work(tmp_path, stage):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
 
 
-@pytest.mark.parametrize("stage", ["prepare", "augment_cache", "train", "evaluate", "aggregate", "metrics", "verify"])
+@pytest.mark.parametrize("stage", ["prepare", "augment_cache", "train", "evaluate", "aggregate", "registry", "plots", "metrics", "verify"])
 def test_every_module_has_help(stage):
     proc = subprocess.run([sys.executable, "-m", f"antispoof.{stage}", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "usage:" in proc.stdout and len(proc.stdout) > 200

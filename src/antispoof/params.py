@@ -154,6 +154,7 @@ SCHEMA: dict[str, Any] = {
         "on_fingerprint_mismatch": Field((str,), choices=("warn", "fail")),
         "det_points": Field(INT, min=10, max=100000),
         "batch_size": Field(INT, min=1, max=65536),
+        "calibration": Field((str,), choices=("none", "logistic")),
     },
     "aggregate": {
         "confidence": Field(NUM, min=0.5, max=0.999),
