@@ -213,6 +213,32 @@ def test_excluded_runs_are_named_with_their_reason(result):
     assert reasons["waiting"] == "queued experiment"
 
 
+def test_every_exclusion_reason_and_a_reproducibility_failure(lab, tmp_path, capsys):
+    """The real listing, edited the ways real ones go wrong: a replicate without its train metrics, one
+    without its eval metrics, params edited in the workspace but not run, and a seed whose value changed."""
+    from antispoof.compare import main
+
+    shown = json.loads((lab.root / "shown.json").read_text())
+    exps = {e["name"]: e["revs"][0]["data"] for base in shown for e in base.get("experiments") or []}
+    del exps["b-42"]["metrics"]["metrics/train/r1.json"]
+    del exps["c-100"]["metrics"]["metrics/eval/r2.json"]
+    exps["a-r3"]["metrics"]["metrics/eval/r0.json"]["data"]["eval_r0"]["pooled"]["eer"] += 0.01
+    next(b for b in shown if b["rev"] == "workspace")["data"]["params"]["params.yaml"]["data"]["seed"] = 43
+    (tmp_path / "edited.json").write_text(json.dumps(shown))
+    assert main(["--from-json", str(tmp_path / "edited.json"), "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    reasons = {e["run"]: e["reason"] for e in out["excluded"]}
+    assert set(reasons) == {"bad", "waiting", "workspace", "b-42", "c-100"}
+    assert reasons["b-42"] == "replicate r1 has no effective seed in metrics/train/r1.json"
+    assert reasons["c-100"] == "missing metric pooled.eer: no metrics/eval/r2.json"
+    assert reasons["workspace"].startswith("results are not from its params: metrics/train/r0.json has effective seed 42, seed 43 gives 43")
+    (warning,) = out["warnings"]
+    assert "REPRODUCIBILITY FAILURE: effective seed 42" in warning and "run main" in warning and "run a-r3" in warning
+    assert warning in captured.err  # loud: on stderr too, whatever the output format
+    assert out["baseline_reason"] == "the baseline commit's group" and [g["runs"] for g in out["groups"]] == [["main", "a-r3"]]
+
+
 def test_duplicate_seeds_count_once(result):
     dups = result["duplicates"]
     assert all(d["identical"] for d in dups) and not result["warnings"]

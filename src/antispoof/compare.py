@@ -378,10 +378,10 @@ def chart(result: dict) -> dict:
             {"data": {"values": means}, "mark": {"type": "tick", "thickness": 3, "color": "#000"},
              "encoding": {"y": y, "x": {"field": "mean", "type": "quantitative"},
                           "tooltip": [{"field": "mean", "format": ".3f"}, {"field": "n"}]}},
-            {"data": {"values": points}, "mark": {"type": "point", "filled": True, "opacity": 0.7, "size": 50},
+            # seeds just above their group's interval, so that they never hide it
+            {"data": {"values": points}, "mark": {"type": "point", "filled": True, "opacity": 0.6, "size": 60,
+                                                  "color": "#1f77b4", "yOffset": -9},
              "encoding": {"y": {**y, "axis": {"labelLimit": 320}}, "x": {"field": "value", "type": "quantitative"},
-                          "color": {"field": "group", "type": "nominal", "legend": None},
-                          "yOffset": {"field": "seed", "type": "nominal", "scale": {"padding": 0.4}},
                           "tooltip": [{"field": "seed"}, {"field": "run"}, {"field": "value", "format": ".3f"}]}},
         ],
     }
