@@ -10,7 +10,8 @@ Per group: the params that distinguish it from the others, n, mean, sample std, 
 of the mean, min, max. Each group is then compared with the baseline group (--baseline; default the
 workspace's): difference of means (group - baseline) with its 95 % interval and p-value from a paired
 t-test on per-seed differences when the two groups share at least 3 effective seeds (replicates of one
-master seed start from the same weights and batch order, so pairing removes most seed noise), else
+master seed share the batch order and, for the same architecture, the initial weights: pairing
+removes most seed noise), else
 Welch's t-test; a percentile bootstrap interval (9,999 resamples from np.random.default_rng(20240229));
 P(improvement) = P(group < baseline) over seed pairs, ties counting one half; Holm's correction when
 more than one group is compared; a verdict in plain words. Fewer than 3 values: no test.
