@@ -27,7 +27,7 @@ from antispoof import plots
 from antispoof.cli import run_stage
 from antispoof.errors import UserError
 from antispoof.repro import atomic_write_json, atomic_write_text
-from antispoof.stats import summarize, t_quantile
+from antispoof.stats import crosses_bounds, metric_bounds, summarize, t_quantile
 from antispoof.vega import save_chart
 
 METRICS = ("eer", "min_dcf", "act_dcf", "cllr", "min_cllr", "act_dcf_cal", "cllr_cal")
@@ -87,6 +87,7 @@ def report(agg: dict, evals: dict[int, dict], trains: dict[int, dict]) -> str:
         "| condition | " + " | ".join(LABELS[m] for m in shown) + " |",
         "|---|" + "---|" * len(shown),
     ]
+    flagged = False
     for cond, block in agg.items():
         if cond == "replicates":
             continue
@@ -98,8 +99,14 @@ def report(agg: dict, evals: dict[int, dict], trains: dict[int, dict]) -> str:
             s = block[m]
             scale, fmt = (100, "{:.3f}") if m == "eer" else (1, "{:.5f}")
             f = lambda v: "–" if v is None else fmt.format(v * scale)  # noqa: E731
-            cells.append(f"{f(s['mean'])} ± {f(s['std'])} [{f(s['ci_low'])}, {f(s['ci_high'])}]")
+            # an interval past the metric's bound is shown as computed (not clipped) and marked
+            mark = " †" if crosses_bounds(s["ci_low"], s["ci_high"], metric_bounds(m)) else ""
+            flagged = flagged or bool(mark)
+            cells.append(f"{f(s['mean'])} ± {f(s['std'])} [{f(s['ci_low'])}, {f(s['ci_high'])}]{mark}")
         lines.append(f"| {cond} | " + " | ".join(cells) + " |")
+    if flagged:
+        lines += ["", "† The interval reaches past the metric's possible values (EER and minDCF lie in [0, 1], "
+                  "actDCF and Cllr are ≥ 0): shown as computed, not clipped; too few replicates for a tight interval."]
     lines += ["", "## Per replicate (EER %)", "",
               "| replicate | seed | " + " | ".join(c for c in agg if c != "replicates") + " |",
               "|---|---|" + "---|" * (len(agg) - 1)]
