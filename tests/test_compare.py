@@ -175,7 +175,7 @@ def test_paired_welch_bootstrap_improvement_and_holm(lab, result):
     for c in (paired, welch):
         lo, hi = c["ci"]
         if c["p_holm"] < 0.05:
-            assert c["verdict"].startswith("lower" if c["diff"] < 0 else "higher")
+            assert c["verdict"].startswith("lower (better)" if c["diff"] < 0 else "higher (worse)")
             assert f"{abs(c['diff']) * 100:.2f} ± {(hi - lo) / 2 * 100:.2f} EER points" in c["verdict"]
         else:
             assert c["verdict"].startswith("no evidence of a difference")

@@ -248,7 +248,7 @@ def verdict(c: dict, metric: str, family: int) -> str:
     ptext = f"p = {c['p']:.2g}" + (f", Holm p = {c['p_holm']:.2g}" if family > 1 else "")
     lo, hi = c["ci"]
     if p < ALPHA:
-        direction = "lower" if c["diff"] < 0 else "higher"
+        direction = "lower (better)" if c["diff"] < 0 else "higher (worse)"  # lower is better for every metric
         return f"{direction} by {abs(c['diff']) * scale:.2f} ± {(hi - lo) / 2 * scale:.2f}{u}, {ptext}"
     if lo <= 0 <= hi:
         return f"no evidence of a difference (CI spans 0, {ptext})"
