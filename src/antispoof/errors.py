@@ -63,10 +63,22 @@ def _free_bytes(directory: str | os.PathLike) -> int | None:
 def as_user_error(exc: BaseException) -> UserError | None:
     """`exc` as the UserError a user should see, or None if it is a bug (keep its traceback)."""
     if isinstance(exc, UserError):
-        return exc
+        return _unwrapped(exc)
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
         where = os.path.dirname(exc.filename) if isinstance(exc.filename, str) else None
         return disk_full(where or exc.filename or "output directory")
     if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and exc.filename:
         return UserError(f"{exc.filename}: {exc.strerror}: check its permissions and its directory's")
     return None
+
+
+def _unwrapped(exc: UserError) -> UserError:
+    """A UserError raised in a DataLoader worker reaches the main process re-made from a message that
+    holds the worker's whole traceback ("Caught DataError in DataLoader worker process 0. Original
+    Traceback ..."): keep only the original one-line message."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return exc
+    last = text.rstrip().splitlines()[-1]
+    _, sep, message = last.partition(f"{type(exc).__name__}: ")
+    return UserError(message if sep else last)
