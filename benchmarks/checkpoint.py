@@ -52,11 +52,11 @@ def make_run(params: dict) -> tuple[types.SimpleNamespace, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=21)
-    ap.add_argument("--channels", type=int, nargs="+", default=None, help="model.channels (default: params.yaml)")
+    ap.add_argument("--channels", type=int, nargs="+", default=None, help="model.lcnn.channels (default: params.yaml)")
     args = ap.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     if args.channels:
-        params["model"]["channels"] = args.channels
+        params["model"]["lcnn"]["channels"] = args.channels
     seed_everything(params["seed"], params["deterministic"], params["num_threads"])
     run, state = make_run(params)
     n_params = sum(p.numel() for p in run.model.parameters())

@@ -6,7 +6,7 @@ Everything compare needs per replicate (metrics/eval/r<r>.json, metrics/train/r<
 `dvc exp show --json` listing, so compare does no `git show` per revision: its cost beyond exp show is
 parsing that JSON, the statistics and the output. The listing here has the real shape: the workspace
 row of this repository's own `dvc exp show --json` (every metrics file, deps, outs), copied to
---experiments experiments (--configs values of model.dropout x master seeds, 3 replicates each, values
+--experiments experiments (--configs values of model.lcnn.dropout x master seeds, 3 replicates each, values
 drawn from a fixed generator, effective seeds from replicate_seed). Timed, median over --reps:
 - exp_show:  `dvc exp show --json` in this repository (its rows only: the reference cost, which grows
              with the number of experiments on DVC's side);
@@ -55,7 +55,7 @@ def listing(real: list, experiments: int, configs: int) -> list:
         data = copy.deepcopy(template)
         params = data["params"]["params.yaml"]["data"]
         params.update(seed=seed, replicates=[0, 1, 2])
-        params["model"]["dropout"] = dropout
+        params["model"]["lcnn"]["dropout"] = dropout
         for r in (0, 1, 2):
             ev = data["metrics"][f"metrics/eval/r{r}.json"]["data"][f"eval_r{r}"]
             for cond in ev.values():

@@ -35,14 +35,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--utterances-per-speaker", type=int, default=40)
-    ap.add_argument("--channels", type=int, nargs="+", default=None, help="model.channels (default: params.yaml)")
+    ap.add_argument("--channels", type=int, nargs="+", default=None, help="model.lcnn.channels (default: params.yaml)")
     args = ap.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["synthetic"]["utterances_per_speaker"] = args.utterances_per_speaker
     params["augment"]["prob"] = 0
     params["runtime"]["num_workers"] = 0
     if args.channels:
-        params["model"]["channels"] = args.channels
+        params["model"]["lcnn"]["channels"] = args.channels
 
     with tempfile.TemporaryDirectory(prefix="determinism-bench-") as tmp:
         (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

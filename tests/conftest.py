@@ -21,7 +21,7 @@ TINY = {
                            "min_seconds": 0.6, "max_seconds": 1.0},
              "split_ratios": {"train": 0.5, "dev": 0.25, "eval": 0.25}},
     "augment": {"train": ["mp3:24k"], "eval": ["mulaw"], "num_shards": 4},
-    "model": {"channels": [8, 8]},
+    "model": {"lcnn": {"channels": [8, 8]}},
     "train": {"epochs": 2, "batch_size": 8, "crop_seconds": 0.5, "checkpoint_every": 3},
 }
 

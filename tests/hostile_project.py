@@ -15,7 +15,7 @@ HARNESS = tiny_params(
     data={"synthetic": {"speakers": 6, "attacks": 2, "utterances_per_speaker": 8, "spoof_fraction": 0.5,
                         "min_seconds": 0.4, "max_seconds": 0.6}},
     augment={"prob": 0.5, "train": ["mulaw"], "eval": ["mulaw"], "num_shards": 2},
-    model={"n_lfcc": 8, "n_filter": 12, "channels": [4, 4]},
+    model={"lcnn": {"n_lfcc": 8, "n_filter": 12, "channels": [4, 4]}},
     train={"epochs": 2, "batch_size": 4, "crop_seconds": 0.3, "checkpoint_every": 2},
     evaluate={"det_points": 10},
     runtime={"num_workers": 1},

@@ -138,7 +138,7 @@ def test_batched_scores_are_within_1e5_of_one_at_a_time_and_independent_of_worke
     from antispoof.train import score_utterances
 
     torch.manual_seed(0)
-    model = build_model({"name": "lcnn", "n_lfcc": 20, "n_filter": 20, "channels": [8, 8], "dropout": 0.2}, SR)
+    model = build_model({"name": "lcnn", "lcnn": {"crop_samples": 16000, "n_lfcc": 20, "n_filter": 20, "channels": [8, 8], "dropout": 0.2}}, SR)
     for m in model.modules():  # trained-looking normalisation statistics
         if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             m.running_mean.normal_(0, 1)

@@ -81,7 +81,7 @@ def case_params(p: Project, overrides: dict, name: str = "case.yaml") -> str:
 PARAM_CASES = {  # overrides -> the key the error must name
     "nan learning rate": ({"train": {"lr": float("nan")}}, "train.lr"),
     "inf confidence": ({"aggregate": {"confidence": float("inf")}}, "aggregate.confidence"),
-    "-inf dropout": ({"model": {"dropout": float("-inf")}}, "model.dropout"),
+    "-inf dropout": ({"model": {"lcnn": {"dropout": float("-inf")}}}, "model.lcnn.dropout"),
     "unknown key": ({"train": {"epoch": 3}}, "train.epoch"),
     "wrong type": ({"train": {"batch_size": "eight"}}, "train.batch_size"),
     "out of range": ({"augment": {"prob": 1.5}}, "augment.prob"),
@@ -246,7 +246,7 @@ def damage_model(p: Project, how: str) -> None:
     elif how == "empty":
         pt.write_bytes(b"")
     elif how == "wrong shapes":
-        torch.save(build_model({**HARNESS["model"], "channels": [6, 6]}, SR).state_dict(), pt)
+        torch.save(build_model({"name": "lcnn", "lcnn": {**HARNESS["model"]["lcnn"], "channels": [6, 6]}}, SR).state_dict(), pt)
     elif how == "not a state dict":
         torch.save([1, 2, 3], pt)
     elif how == "NaN weights":

@@ -2,9 +2,9 @@
 
 One module-scoped lab builds, in order: the baseline commit (seed 42, replicates r0 r1); experiment
 `a-r3` (same configuration, replicates r0-r2: r0 and r1 duplicate the baseline's seeds); `b-42`
-(model.dropout 0, seed 42, r0-r2: shares all three effective seeds with the baseline group: paired);
-`c-100` (model.dropout 0.1, seed 100: no shared seed: Welch); `bad` (a queued run whose train stage
-rejects model.dropout 0.99: failed); `waiting` (queued, never started). Every number of `--json` is then
+(model.lcnn.dropout 0, seed 42, r0-r2: shares all three effective seeds with the baseline group: paired);
+`c-100` (model.lcnn.dropout 0.1, seed 100: no shared seed: Welch); `bad` (a queued run whose train stage
+rejects model.lcnn.dropout 0.99: failed); `waiting` (queued, never started). Every number of `--json` is then
 recomputed here from the per-replicate metrics files read with `git show`, with scipy called directly.
 """
 from __future__ import annotations
@@ -54,13 +54,13 @@ def lab(tmp_path_factory):
     p.commit("baseline results")
     # The failing run goes first, in the background: its queue worker's start-up overlaps the
     # workspace experiments below.
-    p.dvc("exp", "run", "--queue", "-n", "bad", "-S", "model.dropout=0.99")
+    p.dvc("exp", "run", "--queue", "-n", "bad", "-S", "model.lcnn.dropout=0.99")
     p.dvc("queue", "start")
     try:
         reps = "replicates=[0,1,2]"
         p.dvc("exp", "run", "-n", "a-r3", "-S", reps)
-        p.dvc("exp", "run", "-n", "b-42", "-S", "model.dropout=0.0", "-S", reps)
-        p.dvc("exp", "run", "-n", "c-100", "-S", "model.dropout=0.1", "-S", "seed=100", "-S", reps)
+        p.dvc("exp", "run", "-n", "b-42", "-S", "model.lcnn.dropout=0.0", "-S", reps)
+        p.dvc("exp", "run", "-n", "c-100", "-S", "model.lcnn.dropout=0.1", "-S", "seed=100", "-S", reps)
         _wait_queue(p, r"bad\s+\S+\s+\S+\s+Failed")
     finally:
         p.dvc("queue", "stop")
@@ -103,7 +103,7 @@ def truth(p) -> dict:
     groups: dict = {}
     for name, rev in revs.items():
         params = yaml.safe_load(p.run("git", "show", f"{rev}:params.yaml").stdout)
-        pool = groups.setdefault(params["model"]["dropout"], {})
+        pool = groups.setdefault(params["model"]["lcnn"]["dropout"], {})
         for r in params["replicates"]:
             seed = git_json(p, rev, f"metrics/train/r{r}.json")[f"train_r{r}"]["effective_seed"]
             value = git_json(p, rev, f"metrics/eval/r{r}.json")[f"eval_r{r}"]["pooled"]["eer"]
@@ -120,9 +120,9 @@ def t_interval(values):
 def test_groups_and_every_number_match_an_independent_recomputation(lab, result):
     want = truth(lab)
     assert set(want) == {0.2, 0.0, 0.1}
-    assert result["metric"] == METRIC and result["baseline"] == "model.dropout=0.2"
-    groups = {g["params"]["model.dropout"]: g for g in result["groups"]}
-    assert set(groups) == set(want) and all(set(g["params"]) == {"model.dropout"} for g in groups.values())
+    assert result["metric"] == METRIC and result["baseline"] == "model.lcnn.dropout=0.2"
+    groups = {g["params"]["model.lcnn.dropout"]: g for g in result["groups"]}
+    assert set(groups) == set(want) and all(set(g["params"]) == {"model.lcnn.dropout"} for g in groups.values())
     assert sorted(groups[0.2]["runs"]) == ["a-r3", "main", "workspace"]
     assert groups[0.0]["runs"] == ["b-42"] and groups[0.1]["runs"] == ["c-100"]
     for dropout, g in groups.items():
@@ -141,9 +141,9 @@ def test_paired_welch_bootstrap_improvement_and_holm(lab, result):
     want = truth(lab)
     base = want[0.2]
     comps = {c["group"]: c for c in result["comparisons"]}
-    assert set(comps) == {"model.dropout=0.0", "model.dropout=0.1"}
+    assert set(comps) == {"model.lcnn.dropout=0.0", "model.lcnn.dropout=0.1"}
 
-    paired = comps["model.dropout=0.0"]  # same master seed 42: the three effective seeds are shared
+    paired = comps["model.lcnn.dropout=0.0"]  # same master seed 42: the three effective seeds are shared
     shared = sorted(base)
     assert paired["test"] == "paired" and paired["n_paired"] == 3 and paired["seeds_paired"] == shared
     g, b = np.array([want[0.0][s] for s in shared]), np.array([base[s] for s in shared])
@@ -156,7 +156,7 @@ def test_paired_welch_bootstrap_improvement_and_holm(lab, result):
     assert paired["bootstrap_ci"] == pytest.approx([boot.low, boot.high], abs=1e-12)
     assert paired["p_improvement"] == pytest.approx(np.mean([(x < y) + 0.5 * (x == y) for x, y in zip(g, b)]))
 
-    welch = comps["model.dropout=0.1"]  # master seed 100: nothing shared
+    welch = comps["model.lcnn.dropout=0.1"]  # master seed 100: nothing shared
     assert welch["test"] == "welch" and welch["n_paired"] == 0
     g, b = np.array(sorted_values(want[0.1])), np.array(sorted_values(base))
     ref = stats.ttest_ind(g, b, equal_var=False)
@@ -188,7 +188,7 @@ def sorted_values(pool: dict) -> list:
 def test_power_gives_the_smallest_n_reaching_80_percent(result):
     rows = result["power"]["rows"]
     assert {(r["group"], r["kind"]) for r in rows} == {
-        ("model.dropout=0.0", "paired"), ("model.dropout=0.0", "unpaired"), ("model.dropout=0.1", "unpaired")}
+        ("model.lcnn.dropout=0.0", "paired"), ("model.lcnn.dropout=0.0", "unpaired"), ("model.lcnn.dropout=0.1", "unpaired")}
     groups = {g["id"]: g for g in result["groups"]}
     base = groups[result["baseline"]]
     for r in rows:
@@ -264,7 +264,7 @@ def test_text_md_csv_show_the_same_result(lab, result, capsys):
     for c in result["comparisons"]:
         assert c["verdict"] in text
     md = saved(lab, capsys, "--md")[1]
-    assert "| model.dropout | n | mean |" in md
+    assert "| model.lcnn.dropout | n | mean |" in md
     code, out, err = saved(lab, capsys, "--csv")
     assert code == 0 and "excluded bad: failed experiment" in err  # CSV has no room for them: stderr
     rows = list(csv.DictReader(out.splitlines()))
@@ -277,10 +277,10 @@ def test_text_md_csv_show_the_same_result(lab, result, capsys):
 
 def test_baseline_selection_and_other_metrics(lab, capsys):
     out = json.loads(saved(lab, capsys, "--json", "--baseline", "c-100")[1])
-    assert out["baseline"] == "model.dropout=0.1"
-    out = json.loads(saved(lab, capsys, "--json", "--baseline", "model.dropout=0", "--metric", "clean.min_dcf",
+    assert out["baseline"] == "model.lcnn.dropout=0.1"
+    out = json.loads(saved(lab, capsys, "--json", "--baseline", "model.lcnn.dropout=0", "--metric", "clean.min_dcf",
                            "--exp", "main", "b-42")[1])
-    assert out["baseline"] == "model.dropout=0.0" and out["metric"] == "clean.min_dcf"
+    assert out["baseline"] == "model.lcnn.dropout=0.0" and out["metric"] == "clean.min_dcf"
     assert [g["runs"] for g in out["groups"]] == [["b-42"], ["main"]] and out["excluded"] == []
     # n = 2 (main alone) against 3 shared-seed values: 2 shared seeds, no test
     (c,) = out["comparisons"]

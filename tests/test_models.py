@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from antispoof.errors import ParamError
-from antispoof.models import BONAFIDE, SPOOF, LFCC, build_model, scores_from_logits, select_device
+from antispoof.models import BONAFIDE, SPOOF, build_model, scores_from_logits, select_device
+from antispoof.models.lcnn import LFCC
 
-PARAMS = {"name": "lcnn", "n_lfcc": 20, "n_filter": 20, "channels": [8, 8, 8], "dropout": 0.2}
+PARAMS = {"name": "lcnn", "lcnn": {"crop_samples": 16000, "n_lfcc": 20, "n_filter": 20, "channels": [8, 8, 8], "dropout": 0.2}}
 
 
 def test_lfcc_has_statics_deltas_and_delta_deltas():

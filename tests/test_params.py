@@ -56,8 +56,8 @@ def test_unknown_key_suggests_the_closest(tmp_path):
 
 def test_missing_key(tmp_path):
     params = default_params()
-    del params["model"]["dropout"]
-    with pytest.raises(ParamError, match="model.dropout: missing"):
+    del params["model"]["lcnn"]["dropout"]
+    with pytest.raises(ParamError, match="model.lcnn.dropout: missing"):
         load_params(write(tmp_path, params))
 
 

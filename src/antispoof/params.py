@@ -8,68 +8,18 @@ into one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from antispoof import models
 from antispoof.errors import ParamError
+from antispoof.schema import INT, NUM, Field, closest as _closest
 
 SYNTHETIC_DIR = Path("data/raw")  # output of the prepare stage (dvc.yaml)
-
-
-@dataclass(frozen=True)
-class Field:
-    """One leaf of the schema: accepted types, optional range/choices, nullability."""
-
-    types: tuple[type, ...]
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[Any, ...] | None = None
-    nullable: bool = False
-    items: "Field | None" = None  # element spec for lists
-    check: Callable[[Any, str], None] | None = None  # extra validation (raises ParamError)
-
-    def validate(self, value: Any, key: str) -> None:
-        if value is None:
-            if self.nullable:
-                return
-            raise ParamError(key, "must not be empty (null)")
-        # bool is a subclass of int: accept it only where bool is asked for
-        ok = isinstance(value, self.types) and not (isinstance(value, bool) and bool not in self.types)
-        if not ok:
-            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
-            raise ParamError(key, f"expected {want}, got {_TYPE_NAMES.get(type(value), type(value).__name__)} {value!r}")
-        if self.choices is not None and value not in self.choices:
-            suggestion = _closest(str(value), [str(c) for c in self.choices])
-            raise ParamError(key, f"{value!r} is not one of {', '.join(map(str, self.choices))}{suggestion}")
-        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check below
-            raise ParamError(key, f"must be a finite number, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if self.min is not None and value < self.min:
-                raise ParamError(key, f"{value!r} is below the minimum {self.min}")
-            if self.max is not None and value > self.max:
-                raise ParamError(key, f"{value!r} is above the maximum {self.max}")
-        if isinstance(value, list) and self.items is not None:
-            for i, item in enumerate(value):
-                self.items.validate(item, f"{key}[{i}]")
-        if self.check is not None:
-            self.check(value, key)
-
-
-_TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list", dict: "mapping", type(None): "null"}
-INT = (int,)
-NUM = (int, float)
-
-
-def _closest(word: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def _unique_list(value: list, key: str) -> None:
@@ -131,18 +81,15 @@ SCHEMA: dict[str, Any] = {
         "num_shards": Field(INT, min=1, max=4096),
     },
     "model": {
-        "name": Field((str,), choices=("lcnn",)),
-        "n_lfcc": Field(INT, min=4, max=128),
-        "n_filter": Field(INT, min=4, max=256),
-        "channels": Field((list,), items=Field(INT, min=1, max=1024), check=lambda v, k: _len(v, k, 1, 6)),
-        "dropout": Field(NUM, min=0, max=0.95),
+        "name": Field((str,), choices=tuple(models.REGISTRY)),
+        **{name: spec.schema for name, spec in models.REGISTRY.items()},
     },
     "train": {
         "epochs": Field(INT, min=1, max=10000),
         "batch_size": Field(INT, min=1, max=65536),
         "lr": Field(NUM, min=0, max=10),
         "weight_decay": Field(NUM, min=0, max=1),
-        "crop_seconds": Field(NUM, min=0.1, max=60),
+        "crop_seconds": Field(NUM, min=0.01, max=60, nullable=True),
         "class_weighting": Field((str,), choices=("balanced", "none")),
         "checkpoint_every": Field(INT, min=1, max=10**9),
         "patience": Field(INT, min=0, max=10000),
@@ -165,11 +112,6 @@ SCHEMA: dict[str, Any] = {
         "persistent_workers": Field((bool,)),
     },
 }
-
-
-def _len(value: list, key: str, lo: int, hi: int) -> None:
-    if not lo <= len(value) <= hi:
-        raise ParamError(key, f"must have {lo} to {hi} entries, got {len(value)}")
 
 
 def validate(params: Any, schema: dict = SCHEMA, prefix: str = "") -> None:

@@ -34,7 +34,7 @@ from antispoof.cli import run_stage
 from antispoof.data import (AUGMENTED, MANIFEST, EpochBatches, ScoringBatches, ScoringSet, TrainingSet, collate,
                             SplitClips, dev_subset, load_split, read_manifest)
 from antispoof.errors import ParamError, UserError
-from antispoof.models import build_model, scores_from_logits, select_device
+from antispoof.models import build_model, crop_samples, scores_from_logits, select_device, selected
 from antispoof.repro import atomic_open, atomic_write_json, atomic_write_text, cache_dir
 from antispoof.repro.checkpoint import REQUIRED_KEYS, CheckpointStore, capture_rng_state, library_versions, restore_rng_state
 from antispoof.repro.hashing import code_version, file_digest, fingerprint
@@ -43,7 +43,7 @@ from antispoof.repro.seeding import replicate_seed, seed_everything
 from antispoof.shards import AugmentedStore
 
 # Source files whose content is part of the run fingerprint (dvc.yaml lists the same ones as deps).
-CODE = ["train.py", "data.py", "datasets.py", "models.py", "audio.py", "audio_store.py", "shards.py", "metrics.py", "repro"]
+CODE = ["train.py", "data.py", "datasets.py", "models", "audio.py", "audio_store.py", "shards.py", "metrics.py", "repro"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +58,7 @@ def run_fingerprint(params: dict, effective_seed: int) -> dict:
         "deterministic": params["deterministic"],
         "num_threads": params["num_threads"],
         "sample_rate": params["data"]["sample_rate"],
-        "model": params["model"],
+        "model": selected(params["model"]),
         "train": params["train"],
         "augment": {"prob": params["augment"]["prob"], "train": params["augment"]["train"]},
         "manifest": file_digest(MANIFEST),
@@ -66,6 +66,12 @@ def run_fingerprint(params: dict, effective_seed: int) -> dict:
         "code": code_version(CODE),
         "torch": torch.__version__,
     }
+
+
+def train_crop(params: dict) -> int:
+    """Training crop length in samples: train.crop_seconds, or the model's own default."""
+    seconds = params["train"]["crop_seconds"]
+    return crop_samples(params["model"]) if seconds is None else int(round(seconds * params["data"]["sample_rate"]))
 
 
 def run_id_for(params: dict, r: int) -> str:
@@ -145,7 +151,7 @@ def setup(params: dict, r: int) -> Run:
         raise UserError(f"{MANIFEST}: the train split needs both bonafide and spoof utterances")
     dev_clips = dev_clips.subset(dev_subset(dev_clips.utt_ids, dev_clips.labels, tp["dev_max_utterances"]))
     variants = AugmentedStore(AUGMENTED) if params["augment"]["prob"] > 0 else None
-    dataset = TrainingSet(clips, variants, seed, params["augment"]["prob"], int(round(tp["crop_seconds"] * sr)))
+    dataset = TrainingSet(clips, variants, seed, params["augment"]["prob"], train_crop(params))
     batches = EpochBatches(len(dataset), tp["batch_size"], seed)
     workers = params["runtime"]["num_workers"]
     # A private generator: creating a loader iterator must not consume the global torch RNG (dropout's),
@@ -293,7 +299,7 @@ def write_outputs(r: int, params: dict, seed: int, run_id: str, model: torch.nn.
         torch.save(model.state_dict(), f)
     last = state["history"][-1]
     atomic_write_json(out / "model.json", {
-        "replicate": r, "effective_seed": seed, "run_fingerprint": run_id, "model": params["model"],
+        "replicate": r, "effective_seed": seed, "run_fingerprint": run_id, "model": selected(params["model"]),
         "sample_rate": params["data"]["sample_rate"], "epochs": state["epoch"], "steps": state["global_step"],
         "versions": library_versions(),
     })

@@ -1,8 +1,5 @@
-"""Detector models. The default: LFCC front-end (torchaudio) + a light CNN with Max-Feature-Map
-activations (LCNN-style, after the ASVspoof 2021 LFCC-LCNN baseline, slimmed for CPU training).
-
-Output: two logits (bona fide, spoof). The detection score is `logit_bonafide - logit_spoof`, a
-log-likelihood-ratio-like value (higher = more bona fide), as ASVspoof's actDCF and Cllr expect.
+"""`lcnn` (the default): LFCC front-end (torchaudio) + a light CNN with Max-Feature-Map activations
+(LCNN-style, after the ASVspoof 2021 LFCC-LCNN baseline, slimmed for CPU training).
 """
 from __future__ import annotations
 
@@ -10,7 +7,8 @@ import torch
 from torch import nn
 import torchaudio
 
-BONAFIDE, SPOOF = 0, 1  # class indices
+from antispoof.models import ModelSpec, register
+from antispoof.schema import INT, NUM, Field, length_between
 
 
 class LFCC(nn.Module):
@@ -61,31 +59,31 @@ class LCNN(nn.Module):
         self.body = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * c_in, 2)
+        self.embedding_dim = 2 * c_in
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
         feats = self.input_norm(self.frontend(wave))
         h = self.body(feats.unsqueeze(1))  # (B, C, F', T')
         h = h.mean(dim=2)  # pool frequency
-        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # pool time: any length scores
-        return self.head(self.dropout(pooled))
+        return torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # pool time: any length scores
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(embedding))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(wave))
 
 
-def build_model(model_params: dict, sample_rate: int) -> nn.Module:
-    if model_params["name"] == "lcnn":
-        return LCNN(sample_rate, model_params["n_lfcc"], model_params["n_filter"], model_params["channels"],
-                    model_params["dropout"])
-    raise ValueError(f"unknown model {model_params['name']!r}")  # params validation rejects this earlier
+SCHEMA = {
+    "crop_samples": Field(INT, min=160, max=10**7),  # training crop at data.sample_rate (train.crop_seconds: null)
+    "n_lfcc": Field(INT, min=4, max=128),
+    "n_filter": Field(INT, min=4, max=256),
+    "channels": Field((list,), items=Field(INT, min=1, max=1024), check=length_between(1, 6)),
+    "dropout": Field(NUM, min=0, max=0.95),
+}
 
-
-def select_device(name: str) -> torch.device:
-    """`runtime.device` as a torch device; asking for CUDA on a machine without it is a user error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        from antispoof.errors import ParamError
-
-        raise ParamError("runtime.device", "is 'cuda' but torch sees no CUDA device here; use 'cpu'")
-    return torch.device(name)
-
-
-def scores_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Bona fide logit minus spoof logit: the log-likelihood-ratio-like detection score."""
-    return logits[:, BONAFIDE] - logits[:, SPOOF]
+SPEC = register(ModelSpec(
+    "lcnn", SCHEMA,
+    lambda p, sr: LCNN(sr, p["n_lfcc"], p["n_filter"], p["channels"], p["dropout"]),
+    "LFCC + light CNN (Max-Feature-Map), the ASVspoof 2021 baseline family, slimmed for CPU",
+))
