@@ -112,12 +112,15 @@ def dev_subset(utt_ids: np.ndarray, labels: np.ndarray, max_n: int | None) -> np
 
 
 class TrainingSet(Dataset):
-    """Index with (epoch, i): returns (crop of sample i as drawn for that epoch, label)."""
+    """Index with (epoch, i): returns (crop of sample i as drawn for that epoch, label, domain), where
+    domain is 0 for clean audio and `domain_of[condition]` for a codec variant (DANN's domain label)."""
 
-    def __init__(self, clips: SplitClips, variants, seed: int, prob: float, crop: int):
+    def __init__(self, clips: SplitClips, variants, seed: int, prob: float, crop: int,
+                 domain_of: dict[str, int] | None = None):
         self.clips, self.variants = clips, variants
         self.labels = clips.labels
         self.seed, self.prob, self.crop = seed, prob, crop
+        self.domain_of = domain_of or {}
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -132,35 +135,47 @@ class TrainingSet(Dataset):
         # Variants have their source's length (codecs.py aligns and trims them), so one offset fits all.
         return condition, int(offset_u * (max_offset(int(self.clips.lengths[i]), self.crop) + 1))
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
         epoch, i = key
         condition, offset = self.draw(epoch, i)
         if condition == "clean":  # crop the memory map, then convert only the crop
             x = as_float32(random_crop(self.clips.view(i), self.crop, offset))
         else:
             x = random_crop(self.variants.get(self.clips.utt_ids[i], condition), self.crop, offset)
-        return torch.from_numpy(x), int(self.labels[i])
+        return torch.from_numpy(x), int(self.labels[i]), self.domain_of.get(condition, 0)
 
 
 class EpochBatches(Sampler):
     """Batches of (epoch, index) keys for one epoch, in the order epoch_permutation(seed, epoch) gives,
-    starting at batch `start` (the resume cursor). Set `epoch`/`start` before iterating."""
+    starting at batch `start` (the resume cursor). Set `epoch`/`start` before iterating.
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+    With `world` > 1 processes (torchrun), each global batch of `batch_size` keys is cut into `world`
+    contiguous slices and this sampler yields slice `rank`: which process draws a sample changes
+    nothing about it (its randomness is keyed by (seed, epoch, index))."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.epoch, self.start = 0, 0
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size) - self.start
 
+    def global_batch(self, order: np.ndarray, b: int) -> np.ndarray:
+        return order[b * self.batch_size:(b + 1) * self.batch_size]
+
     def __iter__(self):
         order = epoch_permutation(self.seed, self.epoch, self.n)
         for b in range(self.start, -(-self.n // self.batch_size)):
-            yield [(self.epoch, int(i)) for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
+            batch = self.global_batch(order, b)
+            if self.world > 1:
+                batch = np.array_split(batch, self.world)[self.rank]
+            yield [(self.epoch, int(i)) for i in batch]
 
 
-def collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([x for x, _ in batch]), torch.tensor([y for _, y in batch], dtype=torch.int64)
+def collate(batch: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(inputs, labels, domains) of a training batch."""
+    return (torch.stack([x for x, _, _ in batch]), torch.tensor([y for _, y, _ in batch], dtype=torch.int64),
+            torch.tensor([d for _, _, d in batch], dtype=torch.int64))
 
 
 def eval_view(x: np.ndarray, crop: int | None) -> np.ndarray:

@@ -39,6 +39,17 @@ def _duration_order(section: dict, key: str) -> None:
         raise ParamError(f"{key}.min_seconds", "must not exceed max_seconds")
 
 
+def _amp(value, key: str) -> None:
+    # YAML (and `dvc exp run -S`) read a bare `off` as false
+    if value not in (False, "off", "bf16", "fp16"):
+        raise ParamError(key, f"{value!r} is not one of off, bf16, fp16")
+
+
+def _pair(value: list, key: str) -> None:
+    if len(value) != 2:
+        raise ParamError(key, f"must be [bonafide weight, spoof weight], got {len(value)} entries")
+
+
 SCHEMA: dict[str, Any] = {
     "seed": Field(INT, min=0, max=2**31 - 1),
     "replicates": Field((list,), items=Field(INT, min=0, max=9999), check=_unique_list),
@@ -85,14 +96,36 @@ SCHEMA: dict[str, Any] = {
         **{name: spec.schema for name, spec in models.REGISTRY.items()},
     },
     "train": {
+        "objective": Field((str,), choices=("erm", "dann")),
+        "dann": {
+            "gamma": Field(NUM, min=0, max=1000),
+            "lambda": Field(NUM, min=0, max=100, nullable=True),
+            "weight": Field(NUM, min=0, max=100),
+            "hidden": Field(INT, min=1, max=65536),
+        },
         "epochs": Field(INT, min=1, max=10000),
         "batch_size": Field(INT, min=1, max=65536),
+        "grad_accum": Field(INT, min=1, max=4096),
+        "optimizer": Field((str,), choices=("adam", "adamw", "sgd")),
         "lr": Field(NUM, min=0, max=10),
+        "momentum": Field(NUM, min=0, max=0.999),
         "weight_decay": Field(NUM, min=0, max=1),
+        "schedule": Field((str,), choices=("constant", "cosine", "step", "aasist_cosine")),
+        "warmup_steps": Field(INT, min=0, max=10**9),
+        "min_lr": Field(NUM, min=0, max=10),
+        "step_epochs": Field(INT, min=1, max=10000),
+        "step_gamma": Field(NUM, min=0, max=1),
+        "grad_clip": Field(NUM, min=1e-6, max=1e6, nullable=True),
+        "amp": Field((str, bool), check=_amp),
         "crop_seconds": Field(NUM, min=0.01, max=60, nullable=True),
-        "class_weighting": Field((str,), choices=("balanced", "none")),
+        "class_weighting": Field((str,), choices=("balanced", "none", "explicit")),
+        "class_weights": Field((list,), nullable=True, items=Field(NUM, min=0, max=1e6),
+                               check=lambda v, k: _pair(v, k)),
         "checkpoint_every": Field(INT, min=1, max=10**9),
         "patience": Field(INT, min=0, max=10000),
+        "min_delta": Field(NUM, min=0, max=1),
+        "train_loss_threshold": Field(NUM, min=0, max=100, nullable=True),
+        "plateau_patience": Field(INT, min=1, max=10000),
         "dev_max_utterances": Field(INT, min=2, max=10**9, nullable=True),
         "dev_every": Field(INT, min=1, max=10000),
     },
@@ -145,6 +178,14 @@ def _validate_domain(params: dict) -> None:
     if data["source"] != "synthetic" and Path(data["root"]).resolve().is_relative_to(SYNTHETIC_DIR.resolve()):
         raise ParamError("data.root", f"{SYNTHETIC_DIR} holds the built-in corpus and is replaced on every prepare "
                          "run: put your dataset elsewhere (e.g. data/corpus or a path outside the repository)")
+    tp = params["train"]
+    if tp["amp"] not in (False, "off") and params["runtime"]["device"] != "cuda":
+        raise ParamError("train.amp", f"is {tp['amp']!r}, but mixed precision runs on CUDA only and runtime.device is "
+                         f"{params['runtime']['device']!r}: set train.amp to off")
+    if tp["class_weighting"] == "explicit" and tp["class_weights"] is None:
+        raise ParamError("train.class_weights", "is null but train.class_weighting is explicit: give [bonafide, spoof]")
+    if tp["batch_size"] * tp["grad_accum"] < 2 and tp["objective"] == "dann":
+        raise ParamError("train.batch_size", "DANN needs at least 2 samples per optimiser step")
     if params["augment"]["prob"] > 0 and not params["augment"]["train"]:
         raise ParamError("augment.train", "is empty but augment.prob > 0: list codec variants or set prob to 0")
 
