@@ -126,9 +126,10 @@ def seed_everything(seed: int, deterministic: bool, num_threads: int) -> None:
 
 
 def _use_deterministic_algorithms(torch, mode: bool) -> None:
-    """`torch.use_deterministic_algorithms(mode)` without its import of torch._inductor (1.5-2 s of CPU
-    in every stage process, on 2 cores). The inductor flag that it also sets only matters to
-    torch.compile, which antispoof does not use; it is set too if inductor is already loaded."""
+    """`torch.use_deterministic_algorithms(mode)` without its import of torch._inductor (evaluate used
+    ~3.5 s less CPU on this 2-core machine; train loads it anyway, through Adam's torch._dynamo). The
+    inductor flag that it also sets only matters to torch.compile, which antispoof does not use; it is
+    set too if inductor is already loaded."""
     setter = getattr(torch._C, "_set_deterministic_algorithms", None)
     if setter is None:  # a torch without the private setter: the public call (and its import)
         torch.use_deterministic_algorithms(mode)
