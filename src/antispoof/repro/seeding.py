@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import warnings
 
 import numpy as np
@@ -83,11 +84,14 @@ def replicate_seeds(seed: int, replicates: list[int]) -> dict[int, int]:
 def seed_everything(seed: int, deterministic: bool, num_threads: int) -> None:
     """Seed python/numpy/torch global RNGs and configure torch for reproducible execution.
 
-    - `deterministic=True`: cuDNN deterministic, cuDNN benchmark off, `torch.use_deterministic_algorithms
-      (True)` (an op without a deterministic implementation then raises instead of silently varying),
-      and `CUBLAS_WORKSPACE_CONFIG=:4096:8` in the environment (needed by cuBLAS; it only takes effect if
-      CUDA is not yet initialised, a warning says so otherwise).
-    - `deterministic=False`: those switches are turned off again and cuDNN may benchmark.
+    - `deterministic=True`: cuDNN deterministic, cuDNN benchmark off, TF32 off for matmuls and cuDNN
+      (TF32 rounds float32 products to a 10-bit mantissa on Ampere and later GPUs, so results would
+      depend on the GPU generation), torch's deterministic algorithms on (an op without a deterministic
+      implementation then raises instead of silently varying), and `CUBLAS_WORKSPACE_CONFIG=:4096:8` in
+      the environment (needed by cuBLAS; it only takes effect if CUDA is not yet initialised, a warning
+      says so otherwise).
+    - `deterministic=False`: those switches are turned off again, TF32 goes back to torch's defaults
+      (cuDNN yes, matmul no) and cuDNN may benchmark.
     - `num_threads` (>= 1): intra-op threads. CPU results can depend on it (reduction splitting), so it
       is a parameter, not left to the machine. Inter-op threads are set to the same number once per
       process if nobody set them yet; later calls leave them alone (torch forbids changing them).
@@ -113,10 +117,27 @@ def seed_everything(seed: int, deterministic: bool, num_threads: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device (lazily if CUDA is not initialised yet)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
-    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cuda.matmul.allow_tf32 = False  # torch's default; a deterministic run needs it
+    torch.backends.cudnn.allow_tf32 = not deterministic
+    _use_deterministic_algorithms(torch, deterministic)
 
     torch.set_num_threads(num_threads)
     _set_interop_threads_once(torch, num_threads)
+
+
+def _use_deterministic_algorithms(torch, mode: bool) -> None:
+    """`torch.use_deterministic_algorithms(mode)` without its import of torch._inductor (evaluate used
+    ~3.5 s less CPU on this 2-core machine; train loads it anyway, through Adam's torch._dynamo). The
+    inductor flag that it also sets only matters to torch.compile, which antispoof does not use; it is
+    set too if inductor is already loaded."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # a torch without the private setter: the public call (and its import)
+        torch.use_deterministic_algorithms(mode)
+        return
+    setter(mode, warn_only=False)
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = mode
 
 
 def _set_interop_threads_once(torch, n: int) -> None:
