@@ -174,6 +174,17 @@ def test_ssl_loads_the_weights_of_a_local_directory(tmp_path):
     write_params(tmp_path, weights=path, random_init=False)
 
 
+def test_ssl_float16_checkpoint_loads_as_float32(tmp_path):
+    from transformers import WavLMConfig, WavLMModel
+
+    encoder = WavLMModel(WavLMConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                                     conv_dim=(8,) * 7)).half()
+    encoder.save_pretrained(tmp_path / "half")
+    loaded = build("ssl", weights=str(tmp_path / "half"), random_init=False).encoder.state_dict()
+    for key, value in encoder.state_dict().items():
+        assert loaded[key].dtype == torch.float32 and torch.equal(loaded[key], value.float())
+
+
 def write_params(tmp_path, **ssl) -> dict:
     params = deep_update(default_params(), {"model": {"name": "ssl", "ssl": ssl}})
     path = tmp_path / "params.yaml"

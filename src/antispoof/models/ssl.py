@@ -97,12 +97,13 @@ def build_encoder(p: dict) -> nn.Module:
     _check_section(p, "model.ssl")
     from transformers import AutoConfig, AutoModel, Wav2Vec2Config, WavLMConfig
 
-    # Eager attention: the reference implementation, deterministic on CPU.
-    options = {**DETERMINISTIC_OVERRIDES, "attn_implementation": "eager"}
+    # Eager attention: the reference implementation, deterministic on CPU. float32 whatever the
+    # checkpoint was saved in (transformers would otherwise load a float16 checkpoint as float16).
+    options = {"attn_implementation": "eager", "dtype": torch.float32}
     if p["weights"] is not None and not p["random_init"]:
-        return AutoModel.from_pretrained(p["weights"], local_files_only=True, **options)
+        return AutoModel.from_pretrained(p["weights"], local_files_only=True, **options, **DETERMINISTIC_OVERRIDES)
     if p["weights"] is not None:
-        config = AutoConfig.from_pretrained(p["weights"], local_files_only=True, **options)
+        config = AutoConfig.from_pretrained(p["weights"], local_files_only=True, **DETERMINISTIC_OVERRIDES)
     else:
         rc = p["random_config"]
         config_class = WavLMConfig if rc["family"] == "wavlm" else Wav2Vec2Config
@@ -111,7 +112,7 @@ def build_encoder(p: dict) -> nn.Module:
                               conv_dim=(rc["conv_channels"],) * 7,
                               num_conv_pos_embedding_groups=POS_CONV_GROUPS, mask_time_prob=0.0,  # no mask embedding
                               **DETERMINISTIC_OVERRIDES)
-    return AutoModel.from_config(config, attn_implementation="eager")  # weights from torch's global RNG
+    return AutoModel.from_config(config, **options)  # weights from torch's global RNG
 
 
 def _frames_geometry(config) -> tuple[int, int]:
