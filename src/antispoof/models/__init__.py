@@ -71,6 +71,16 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def repeat_to_length(wave: torch.Tensor, min_samples: int) -> torch.Tensor:
+    """`wave` (B, samples), tiled from its start up to `min_samples` if shorter (the same policy as
+    audio.fix_length's "repeat"): models whose pooling pyramid needs a minimum input length use it so
+    that any utterance scores."""
+    n = wave.shape[-1]
+    if n >= min_samples:
+        return wave
+    return wave.repeat(1, -(-min_samples // n))[:, :min_samples]
+
+
 def scores_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Bona fide logit minus spoof logit: the log-likelihood-ratio-like detection score."""
     return logits[:, BONAFIDE] - logits[:, SPOOF]
@@ -78,3 +88,6 @@ def scores_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 # Registration order is the order of params.yaml and README.
 from antispoof.models import lcnn  # noqa: E402,F401
+from antispoof.models import rawnet2  # noqa: E402,F401
+from antispoof.models import aasist  # noqa: E402,F401
+from antispoof.models import ssl  # noqa: E402,F401
