@@ -28,7 +28,8 @@ import yaml
 from antispoof.models import build_model
 from antispoof.repro.checkpoint import REQUIRED_KEYS, CheckpointStore
 from antispoof.repro.seeding import seed_everything
-from antispoof.train import checkpoint_state, new_state
+from antispoof.objectives import ERM
+from antispoof.train import checkpoint_state, new_state, train_crop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,7 @@ def make_run(params: dict) -> tuple[types.SimpleNamespace, dict]:
     sr = params["data"]["sample_rate"]
     model = build_model(params["model"], sr)
     optimizer = torch.optim.Adam(model.parameters(), lr=params["train"]["lr"], weight_decay=params["train"]["weight_decay"])
-    x = torch.randn(params["train"]["batch_size"], int(params["train"]["crop_seconds"] * sr))
+    x = torch.randn(params["train"]["batch_size"], train_crop(params))
     y = torch.randint(0, 2, (params["train"]["batch_size"],))
     torch.nn.functional.cross_entropy(model(x), y).backward()
     optimizer.step()
@@ -46,7 +47,8 @@ def make_run(params: dict) -> tuple[types.SimpleNamespace, dict]:
     state["history"] = [{"epoch": e + 1, "step": 23 * (e + 1), "train_loss": 0.5, "dev_eer": 0.1}
                         for e in range(params["train"]["epochs"])]
     state["global_step"] = 23 * params["train"]["epochs"]
-    return types.SimpleNamespace(model=model, optimizer=optimizer, run_id="0" * 64), state
+    return types.SimpleNamespace(model=model, optimizer=optimizer, run_id="0" * 64, objective=ERM(),
+                                 scaler=torch.amp.GradScaler("cpu", enabled=False)), state
 
 
 def main() -> None:
@@ -88,7 +90,7 @@ def main() -> None:
         model_size = (tmp / "model.pt").stat().st_size
 
     med = {k: 1000 * statistics.median(v) for k, v in (("base", base), ("ours", ours), ("load", load))}
-    print(f"model {params['model']['name']} channels {params['model']['channels']}: {n_params} parameters; "
+    print(f"model {params['model']['name']} channels {params['model']['lcnn']['channels']}: {n_params} parameters; "
           f"median of {args.reps} repeats, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"  {'':<34}{'ms':>9}{'bytes':>11}")
     print(f"  {'baseline torch.save(state)':<34}{med['base']:>9.2f}{plain_size:>11}")

@@ -71,7 +71,7 @@ def main() -> None:
     a, b = statistics.median(times[False]), statistics.median(times[True])
     same = all(torch.equal(weights[False][k], weights[True][k]) for k in weights[True])
     print(f"one epoch = {steps} steps of batch {params['train']['batch_size']} + dev EER; model channels "
-          f"{params['model']['channels']}; {params['num_threads']} threads; median of {args.reps} per mode; torch {torch.__version__}")
+          f"{params['model']['lcnn']['channels']}; {params['num_threads']} threads; median of {args.reps} per mode; torch {torch.__version__}")
     print(f"  deterministic false (baseline): {a:.3f} s/epoch  ({1000 * a / steps:.1f} ms/step incl. dev EER share)")
     print(f"  deterministic true:             {b:.3f} s/epoch  ({1000 * b / steps:.1f} ms/step incl. dev EER share)")
     print(f"  ratio true/false: {b / a:.3f}; weights after the epoch bit-identical across modes: {'yes' if same else 'no'}")

@@ -22,8 +22,9 @@ from conftest import BIN, deep_update, make_project, run, tiny_params
 PARAMS = tiny_params(replicates=[0], num_threads=1, augment={"prob": 0, "train": [], "eval": []},
                      train={"checkpoint_every": 4})
 OUT = ("models/r0/model.pt", "models/r0/model.json", "metrics/train/r0.json", "plots/train/r0.csv")
-# Measured world size 1 vs 2 on this configuration (README "Distributed training"); asserted with margin.
-WEIGHT_TOLERANCE = 0.05  # max |w1 - w2| / max |w1| over every tensor of the trained model
+# Measured world size 1 vs 2 on this configuration (README "Distributed training"), asserted with margin:
+# per-process batch-norm statistics and dropout masks make the two trajectories drift apart.
+LOSS_TOLERANCE = 0.15  # |final train loss (world 1) - (world 2)|
 
 
 class Lab:
@@ -71,6 +72,55 @@ def metrics(outputs: dict) -> dict:
     return json.loads(outputs["metrics/train/r0.json"])["train_r0"]
 
 
+def _one_step(rank: int, world: int, port: int, objective: str, k: int, out: str) -> None:
+    """Process `rank` of `world`: one optimisation_step on its slices of k micro-batches of 12 samples."""
+    import os
+
+    import torch.distributed as dist
+    from test_training_rules import one_step_setup
+
+    from antispoof.distributed import World
+    from antispoof.train import optimisation_step
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    if world > 1:
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    run, x, y, d = one_step_setup(objective, k, World(rank, world, 0, "gloo" if world > 1 else None))
+    if world > 1:
+        run.network = torch.nn.parallel.DistributedDataParallel(run.network)
+    b = 12 // k
+    group = []
+    for i in range(0, 12, b):
+        part = torch.tensor_split(torch.arange(i, i + b), world)[rank]
+        group.append((x[part], y[part], d[part]))
+    state = {"loss_sum": 0.0, "seen": 0, "domain_loss_sum": 0.0, "domain_correct": 0, "batch": 0, "global_step": 0}
+    optimisation_step(run, state, group, (run.weight[y].sum(), 12))
+    if rank == 0:
+        torch.save(run.model.state_dict(), out)
+    if world > 1:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("objective, k", [("erm", 1), ("dann", 2)])
+def test_two_processes_take_the_gradient_step_of_the_global_batch(tmp_path, objective, k):
+    """The loss scaling under DDP: 2 gloo processes, each on its half of every micro-batch, make the same
+    SGD step as one process on the whole batch (float tolerance). Eval mode: batch norm's train-mode
+    statistics are per process, which no scaling can undo (the CLI tests cover training mode)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _one_step(0, 1, port, objective, k, str(tmp_path / "one.pt"))
+    mp.spawn(_one_step, args=(2, port, objective, k, str(tmp_path / "two.pt")), nprocs=2)
+    one, two = (torch.load(tmp_path / f, weights_only=True) for f in ("one.pt", "two.pt"))
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6)
+
+
 def weights(outputs: dict) -> dict:
     import io
     return torch.load(io.BytesIO(outputs["models/r0/model.pt"]), weights_only=True)
@@ -90,11 +140,10 @@ def test_world_size_1_and_2_take_the_same_steps_over_the_same_samples(lab, two):
     m1, m2 = metrics(ws1), metrics(ws2)
     assert (m1["steps"], m1["epochs"], m1["samples_sha256"]) == (m2["steps"], m2["epochs"], m2["samples_sha256"])
     assert m1["steps"] == 2 * m1["steps_per_epoch"]
-    w1, w2 = weights(ws1), weights(ws2)
-    worst = max(((w1[k] - w2[k]).abs().max() / w1[k].abs().max().clamp_min(1e-12)).item()
-                for k in w1 if w1[k].is_floating_point())
-    print(f"world size 1 vs 2: max relative weight difference {worst:.2e}")
-    assert 0 < worst < WEIGHT_TOLERANCE
+    gap = abs(m1["final_train_loss"] - m2["final_train_loss"])
+    print(f"world size 1 vs 2: final train loss {m1['final_train_loss']} vs {m2['final_train_loss']}, "
+          f"dev EER {m1['final_dev_eer']} vs {m2['final_dev_eer']}")
+    assert weights(ws1).keys() == weights(ws2).keys() and gap < LOSS_TOLERANCE
 
 
 def test_killed_at_world_size_2_finishes_at_world_size_1_on_the_same_plan(lab, two):

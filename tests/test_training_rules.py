@@ -122,6 +122,21 @@ class _Run:
         self.total_steps, self.steps_per_epoch = 10, 10
 
 
+def one_step_setup(objective: str, accum: int, world: World = World()):
+    """A tiny LCNN (eval mode) with its objective, and 12 samples with classes unevenly spread."""
+    params = {"name": "lcnn", "lcnn": {**default_params()["model"]["lcnn"], "channels": [4, 4]}}
+    torch.manual_seed(0)
+    x = torch.randn(12, 4000)
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1])
+    d = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
+    torch.manual_seed(1)
+    model = build_model(params, 16000)
+    obj = ERM() if objective == "erm" else DANN(model.embedding_dim, 3, {**TP["dann"], "lambda": 0.5})
+    run = _Run(obj.network(model).eval(), obj, torch.tensor([2.0, 0.75]), accum)
+    run.model, run.world = model, world
+    return run, x, y, d
+
+
 @pytest.mark.parametrize("objective", ["erm", "dann"])
 def test_k_accumulated_batches_equal_one_batch_of_k_times_b(objective):
     """k=4 micro-batches of b=3 vs one batch of 12, class-weighted (classes unevenly spread over the
@@ -129,26 +144,16 @@ def test_k_accumulated_batches_equal_one_batch_of_k_times_b(objective):
     statistics depend on the batch, which no accumulation can reproduce."""
     from antispoof.train import optimisation_step
 
-    params = {"name": "lcnn", "lcnn": {**default_params()["model"]["lcnn"], "channels": [4, 4]}}
-    torch.manual_seed(0)
-    x = torch.randn(12, 4000)
-    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1])
-    d = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
-    weight = torch.tensor([2.0, 0.75])
     after = []
     for k, b in ((1, 12), (4, 3)):
-        torch.manual_seed(1)
-        model = build_model(params, 16000)
-        obj = ERM() if objective == "erm" else DANN(model.embedding_dim, 3, {**TP["dann"], "lambda": 0.5})
-        net = obj.network(model).eval()
-        run = _Run(net, obj, weight, k)
+        run, x, y, d = one_step_setup(objective, k)
         state = {"loss_sum": 0.0, "seen": 0, "domain_loss_sum": 0.0, "domain_correct": 0, "batch": 0, "global_step": 0}
         group = [(x[i:i + b], y[i:i + b], d[i:i + b]) for i in range(0, 12, b)]
-        optimisation_step(run, state, group, (weight[y].sum(), 12))
+        optimisation_step(run, state, group, (run.weight[y].sum(), 12))
         assert (state["seen"], state["batch"], state["global_step"]) == (12, 12 // b, 1)
-        after.append({k: v.clone() for k, v in net.state_dict().items()})
+        after.append({key: v.clone() for key, v in run.network.state_dict().items()})
     one, accumulated = after
-    moved = [k for k in one if not torch.equal(one[k], accumulated[k])]
+    moved = [key for key in one if not torch.equal(one[key], accumulated[key])]
     assert moved, "the step must change the weights"
     for key in one:
         torch.testing.assert_close(accumulated[key], one[key], rtol=1e-5, atol=1e-6)
