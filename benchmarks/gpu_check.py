@@ -218,7 +218,10 @@ def model_rates(params: dict, device: str, steps: int) -> dict[str, float | None
     rates: dict[str, float | None] = {}
     for name in REGISTRY:
         try:
-            rates[name] = samples_per_second({**params["model"], "name": name}, params["data"]["sample_rate"],
+            model = {**params["model"], "name": name}
+            if name == "ssl" and model["ssl"]["weights"] is None:  # no pretrained weights ship here
+                model["ssl"] = {**model["ssl"], "random_init": True}
+            rates[name] = samples_per_second(model, params["data"]["sample_rate"],
                                              tp["batch_size"], tp["lr"], device, steps=steps)
         except RuntimeError as e:
             print(f"gpu_check: timing model {name} failed: {e}".splitlines()[0], file=sys.stderr)

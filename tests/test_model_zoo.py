@@ -22,9 +22,9 @@ TINY = {
     "aasist": {"crop_samples": 8000, "sinc_filters": 12, "sinc_length": 16, "encoder_channels": [4, 4, 8],
                "gat_dims": [8, 6]},
     "aasist_light": {},  # its params.yaml defaults are small already
-    "ssl": {"random_config": {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "intermediate_size": 32,
+    "ssl": {"random_init": True, "random_config": {"hidden_size": 16, "num_layers": 2, "num_heads": 2, "intermediate_size": 32,
                               "conv_channels": 8}},
-    "ssl_aasist": {"random_config": {"family": "wav2vec2", "hidden_size": 16, "num_layers": 2, "num_heads": 2,
+    "ssl_aasist": {"random_init": True, "random_config": {"family": "wav2vec2", "hidden_size": 16, "num_layers": 2, "num_heads": 2,
                                      "intermediate_size": 32, "conv_channels": 8},
                    "backend": "aasist",
                    "aasist": {"proj_dim": 12, "encoder_channels": [4, 8], "gat_dims": [8, 8]}},

@@ -39,6 +39,12 @@ def _duration_order(section: dict, key: str) -> None:
         raise ParamError(f"{key}.min_seconds", "must not exceed max_seconds")
 
 
+def _check_selected_model(model: dict) -> None:
+    check = models.REGISTRY[model["name"]].schema.get("__check__")
+    if check is not None:
+        check(model[model["name"]], f"model.{model['name']}")
+
+
 def _amp(value, key: str) -> None:
     # YAML (and `dvc exp run -S`) read a bare `off` as false
     if value not in (False, "off", "bf16", "fp16"):
@@ -93,7 +99,9 @@ SCHEMA: dict[str, Any] = {
     },
     "model": {
         "name": Field((str,), choices=tuple(models.REGISTRY)),
-        **{name: spec.schema for name, spec in models.REGISTRY.items()},
+        # every section is type- and range-checked; cross-key checks only for the model that trains
+        **{name: {k: v for k, v in spec.schema.items() if k != "__check__"} for name, spec in models.REGISTRY.items()},
+        "__check__": lambda section, where: _check_selected_model(section),
     },
     "train": {
         "objective": Field((str,), choices=("erm", "dann")),
