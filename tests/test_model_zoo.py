@@ -17,7 +17,7 @@ from conftest import default_params, deep_update
 
 SR = 16000
 TINY = {
-    "rawnet2": {"crop_samples": 8000, "sinc_filters": 8, "sinc_length": 32, "block_channels": [4, 4, 8],
+    "rawnet2": {"crop_samples": 8000, "sinc_filters": 8, "sinc_length": 32, "block_channels": [4, 4, 8, 8],
                 "gru_hidden": 8, "gru_layers": 2, "fc_hidden": 8},
     "aasist": {"crop_samples": 8000, "sinc_filters": 12, "sinc_length": 16, "encoder_channels": [4, 4, 8],
                "gat_dims": [8, 6]},
@@ -44,6 +44,16 @@ def model_params(case: str, **overrides) -> dict:
 def build(case: str, seed: int = 0, **overrides) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_model(model_params(case, **overrides), SR)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models run thousands of tiny kernels (GRU steps, graph attention); with two threads on a
+    # shared machine each one waits for the other thread to be scheduled (20x slower here).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
