@@ -129,3 +129,35 @@ def test_missing_or_truncated_output_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="truncated"):
         AugmentedStore(tmp_path).get("T0000", "mulaw")
     assert store is not None
+
+
+def test_lengths_of_a_whole_split_at_once(tmp_path):
+    _write(tmp_path, UTTS)
+    store = AugmentedStore(tmp_path)
+    ids = ["E0003", "nobody", "T0007", "E0059", "T0007"]
+    for cond in ("mp3_24k", "amrnb_6.7k", "mulaw", "unknown"):
+        expected = [len(_samples(u, cond)) if u in UTTS and cond in CONDS["eval" if u[0] == "E" else "train"] else -1
+                    for u in ids]
+        assert store.lengths(ids, cond).tolist() == expected
+        assert [store.length(u, cond) if store.has(u, cond) else -1 for u in ids] == expected
+    assert store.lengths([], "mulaw").tolist() == []
+
+
+def test_the_index_costs_tens_of_bytes_per_variant(tmp_path):
+    """ASVspoof 5's eval split under 4 codec conditions is 2.7M variants: the index must not hold Python
+    objects per variant (a dict of tuples took ~360 bytes each, ~1 GB)."""
+    import tracemalloc
+
+    conds = {"train": [], "dev": [], "eval": ["mp3_24k", "mulaw"]}
+    one = np.zeros(1, dtype=np.int16)
+    entries = ({"utt_id": f"E{i:06d}_ü", "split": "eval", "condition": c, "variant_key": "ab" * 32}
+               for i in range(15_000) for c in conds["eval"])
+    write_shards(tmp_path, entries, lambda e: one, 4, 16000, conds)
+    tracemalloc.start()
+    try:
+        store = AugmentedStore(tmp_path)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(store) == 30_000 and held / len(store) < 64, held / len(store)
+    assert store.variants_of("E014999_ü") == ["mp3_24k", "mulaw"] and store.length("E000000_ü", "mulaw") == 1

@@ -116,15 +116,48 @@ def _csv_field(value) -> str:
     return s
 
 
+def _read_index(path: Path, chunk_rows: int = 200_000):
+    """index.csv as arrays, read in chunks so that no column of Python strings for the whole index
+    exists at once: utterance ids (UTF-8 bytes), condition and shard codes with their names, offsets
+    and lengths (one entry per row)."""
+    import pandas as pd
+
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found") from None
+    missing = [c for c in INDEX_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}")
+    utts, conds, shards, offsets, lengths = [], [], [], [], []
+    names: dict[str, dict[str, int]] = {"condition": {}, "shard": {}}
+    for chunk in pd.read_csv(path, usecols=["utt_id", "condition", "shard", "offset", "length"], chunksize=chunk_rows,
+                             dtype={"utt_id": str, "condition": str, "shard": str}, keep_default_na=False):
+        utts.append(np.char.encode(chunk["utt_id"].to_numpy(dtype=str), "utf-8"))
+        for column, out in (("condition", conds), ("shard", shards)):
+            codes, uniques = pd.factorize(chunk[column])
+            table = names[column]
+            out.append(np.array([table.setdefault(u, len(table)) for u in uniques], dtype=np.int32)[codes])
+        offsets.append(chunk["offset"].to_numpy(dtype=np.int64))
+        lengths.append(chunk["length"].to_numpy(dtype=np.int64))
+
+    def joined(parts, dtype):
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    return (joined(utts, "S1"), joined(conds, np.int32), list(names["condition"]), joined(shards, np.int32),
+            list(names["shard"]), joined(offsets, np.int64), joined(lengths, np.int64))
+
+
 class AugmentedStore:
     """Read-only access to `data/augmented/` (one pread per variant, so memory does not grow with the shards).
 
-    Safe to pass to DataLoader workers: shard files are opened lazily in each process.
+    The index is held as a few numpy arrays (≈ 20 bytes per variant plus the utterance ids once, found by
+    binary search), not as Python objects per variant: a dict of tuples would take ≈ 0.5 GB at ASVspoof
+    5's eval scale (680k utterances x conditions), and its refcounts would make forked loader workers
+    copy it page by page. Safe to pass to DataLoader workers: shard files are opened lazily in each process.
     """
 
     def __init__(self, directory: str | os.PathLike):
-        import pandas as pd
-
         self.dir = Path(directory)
         try:
             self.info = json.loads((self.dir / INFO_NAME).read_text(encoding="utf-8"))
@@ -133,33 +166,33 @@ class AugmentedStore:
         if self.info.get("format") != "antispoof-augmented" or self.info.get("version") != FORMAT_VERSION:
             raise DataError(f"{self.dir / INFO_NAME}: unsupported format {self.info.get('format')!r} "
                             f"version {self.info.get('version')!r}")
-        try:
-            index = pd.read_csv(self.dir / INDEX_NAME, dtype={"utt_id": str, "split": str, "condition": str,
-                                                               "shard": str, "variant_key": str},
-                                keep_default_na=False)
-        except FileNotFoundError:
-            raise DataError(f"{self.dir / INDEX_NAME}: not found") from None
-        missing = [c for c in INDEX_COLUMNS if c not in index.columns]
-        if missing:
-            raise DataError(f"{self.dir / INDEX_NAME}: missing columns {missing}")
         self.sample_rate = int(self.info["sample_rate"])
         self._shards: list[str] = list(self.info["shards"])
+        order = self._condition_order()
+        utt, cond, cond_names, shard, shard_names, offset, length = _read_index(self.dir / INDEX_NAME)
         shard_pos = {name: i for i, name in enumerate(self._shards)}
-        unknown = set(index["shard"]) - set(shard_pos)
+        unknown = set(shard_names) - set(shard_pos)
         if unknown:
             raise DataError(f"{self.dir / INDEX_NAME}: refers to unknown shard files {sorted(unknown)}")
-        order = self._condition_order()
-        self._loc: dict[tuple[str, str], tuple[int, int, int]] = {}
-        variants: dict[str, list[str]] = {}
-        self._split: dict[str, str] = {}
-        for utt, split, cond, shard, off, n in zip(index["utt_id"], index["split"], index["condition"],
-                                                   index["shard"], index["offset"], index["length"]):
-            self._loc[(utt, cond)] = (shard_pos[shard], int(off), int(n))
-            variants.setdefault(utt, []).append(cond)
-            self._split[utt] = split
-        self._variants = {u: sorted(v, key=lambda c: (order.get(c, len(order)), c)) for u, v in variants.items()}
+        # Conditions in params order; utterances sorted by their UTF-8 bytes (= by code point).
+        self._conditions = sorted(cond_names, key=lambda c: (order.get(c, len(order)), c))
+        self._condition_code = {c: i for i, c in enumerate(self._conditions)}
+        cond = np.array([self._condition_code[c] for c in cond_names], dtype=np.int16)[cond]
+        shard = np.array([shard_pos[n] for n in shard_names], dtype=np.int32)[shard]
+        self._utts, utt_code = np.unique(utt, return_inverse=True)
+        del utt
+        rows = np.lexsort((cond, utt_code))  # by utterance, then condition: one run of rows per utterance
+        self._first = np.searchsorted(utt_code[rows], np.arange(len(self._utts) + 1)).astype(np.int64)
+        self._cond, self._shard, self._offset, self._length = cond[rows], shard[rows], offset[rows], length[rows]
         self._fds: dict[int, int] = {}
-        self.index = index
+
+    @property
+    def index(self):
+        """The index as a DataFrame (read from index.csv on each access: the store keeps only arrays)."""
+        import pandas as pd
+
+        return pd.read_csv(self.dir / INDEX_NAME, dtype={"utt_id": str, "split": str, "condition": str,
+                                                         "shard": str, "variant_key": str}, keep_default_na=False)
 
     def _condition_order(self) -> dict[str, int]:
         order: dict[str, int] = {}
@@ -169,7 +202,7 @@ class AugmentedStore:
         return order
 
     def __len__(self) -> int:
-        return len(self._loc)
+        return len(self._cond)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -185,23 +218,56 @@ class AugmentedStore:
             raise KeyError(f"unknown split {split!r}; known: {', '.join(conds)}")
         return list(conds[split])
 
+    def _rows_of(self, utt_id: str) -> tuple[int, int]:
+        """The index rows [start, stop) of one utterance (empty if it has none)."""
+        key = str(utt_id).encode("utf-8")
+        k = int(self._utts.searchsorted(key))
+        if k == len(self._utts) or self._utts[k] != key:
+            return 0, 0
+        return int(self._first[k]), int(self._first[k + 1])
+
+    def _row(self, utt_id: str, condition: str) -> int | None:
+        code = self._condition_code.get(str(condition))
+        start, stop = self._rows_of(utt_id)
+        codes = self._cond[start:stop].tolist()  # a handful: one per stored condition
+        return start + codes.index(code) if code in codes else None
+
     def has(self, utt_id: str, condition: str) -> bool:
-        return (str(utt_id), str(condition)) in self._loc
+        return self._row(utt_id, condition) is not None
 
     def variants_of(self, utt_id: str) -> list[str]:
         """Stored conditions of an utterance, in params order ([] if none)."""
-        return list(self._variants.get(str(utt_id), []))
+        start, stop = self._rows_of(utt_id)
+        return [self._conditions[c] for c in self._cond[start:stop].tolist()]
 
     def length(self, utt_id: str, condition: str) -> int:
         """Samples in one stored variant (from the index: nothing is read)."""
         return self._locate(utt_id, condition)[2]
 
+    def lengths(self, utt_ids, condition: str) -> np.ndarray:
+        """`length` of each utterance's variant under `condition`, -1 where it has none (vectorised:
+        for a whole split at once)."""
+        keys = np.array([str(u).encode("utf-8") for u in utt_ids], dtype=bytes)
+        out = np.full(len(keys), -1, dtype=np.int64)
+        code = self._condition_code.get(str(condition))
+        if code is None or not len(keys) or not len(self._utts):
+            return out
+        k = np.minimum(np.searchsorted(self._utts, keys), len(self._utts) - 1)
+        found = self._utts[k] == keys
+        # Each utterance has at most one row per condition: the row of (k, code), if any.
+        row_of_utt = np.full(len(self._utts), -1, dtype=np.int64)
+        rows = np.flatnonzero(self._cond == code)
+        row_of_utt[np.searchsorted(self._first, rows, side="right") - 1] = rows
+        hit = np.where(found, row_of_utt[k], -1)
+        out[hit >= 0] = self._length[hit[hit >= 0]]
+        return out
+
     def _locate(self, utt_id: str, condition: str) -> tuple[int, int, int]:
-        try:
-            return self._loc[(str(utt_id), str(condition))]
-        except KeyError:
+        row = self._row(utt_id, condition)
+        if row is None:
             raise KeyError(f"no variant {condition!r} of utterance {utt_id!r} in {self.dir}"
-                           f" (stored: {', '.join(self.variants_of(utt_id)) or 'none'})") from None
+                           f" (stored: {', '.join(self.variants_of(utt_id)) or 'none'})")
+        return int(self._shard[row]), int(self._offset[row]), int(self._length[row])
 
     def _fd(self, i: int) -> int:
         fd = self._fds.get(i)
@@ -237,7 +303,7 @@ class AugmentedStore:
         given `rng` (e.g. antispoof.repro.sample_generator(seed, epoch, index)): always two draws."""
         u = float(rng.random())
         k = int(rng.integers(0, 1 << 30))
-        variants = self._variants.get(str(utt_id), [])
+        variants = self.variants_of(utt_id)
         if not variants or u >= prob:
             return "clean"
         return variants[k % len(variants)]
