@@ -18,9 +18,10 @@ import yaml
 
 from conftest import BIN, deep_update, make_project, run, tiny_params
 
-# One replicate, no codecs, one thread per process (2 processes on 2 cores): 6 steps per epoch, 2 epochs.
+# One replicate, no codecs, one thread per process (2 processes on 2 cores): 4 steps per epoch, 2 epochs,
+# checkpoints at steps 3, 4, 6 and 8.
 PARAMS = tiny_params(replicates=[0], num_threads=1, augment={"prob": 0, "train": [], "eval": []},
-                     train={"checkpoint_every": 4})
+                     train={"checkpoint_every": 3})
 OUT = ("models/r0/model.pt", "models/r0/model.json", "metrics/train/r0.json", "plots/train/r0.csv")
 # Measured world size 1 vs 2 on this configuration (README "Distributed training"), asserted with margin:
 # per-process batch-norm statistics and dropout masks make the two trajectories drift apart.
@@ -148,9 +149,9 @@ def test_world_size_1_and_2_take_the_same_steps_over_the_same_samples(lab, two):
 
 def test_killed_at_world_size_2_finishes_at_world_size_1_on_the_same_plan(lab, two):
     _, ws2 = two
-    lab.train("killed", 2, "cache-k", kill_at="5")  # mid-epoch 0, after step 4's checkpoint
+    lab.train("killed", 2, "cache-k", kill_at="7")  # mid-epoch 1, after step 6's checkpoint
     proc, resumed = lab.train("resumed", 1, "cache-k")
-    assert "resuming from checkpoint at step 4 (epoch 0, batch 4)" in proc.stderr
+    assert "resuming from checkpoint at step 6 (epoch 1, batch 2)" in proc.stderr
     m, ref = metrics(resumed), metrics(ws2)
     assert (m["steps"], m["epochs"], m["samples_sha256"]) == (ref["steps"], ref["epochs"], ref["samples_sha256"])
 
