@@ -2,7 +2,7 @@
 seed over its measured run time, re-run, and must then give byte-identical outputs to an uninterrupted
 run, with no stray temp files (in the project, the caches, or codec scratch directories).
 
-Points per stage: 5 by default (CI); `ANTISPOOF_KILL_POINTS=20 uv run pytest tests/test_kill_anywhere.py -s`
+Points per stage: 3 by default (CI); `ANTISPOOF_KILL_POINTS=20 uv run pytest tests/test_kill_anywhere.py -s`
 runs the full harness and prints per stage how many kills landed, and in which phase (before any output,
 while writing cache entries / checkpoints / outputs).
 
@@ -29,7 +29,7 @@ from hostile_project import STAGES, cache_of, copy_project, file_hashes, referen
 from antispoof.repro.atomic import owner_is_gone
 from antispoof.repro.checkpoint import verify_checkpoint
 
-POINTS = int(os.environ.get("ANTISPOOF_KILL_POINTS", "5"))
+POINTS = int(os.environ.get("ANTISPOOF_KILL_POINTS", "3"))
 SEED = 20261207
 FRESH_CACHE = ("augment-cache", "train")  # stages whose work lives in the cache: start each point empty
 

@@ -20,10 +20,10 @@ BASE = tiny_params(replicates=[0], data={"synthetic": {"utterances_per_speaker":
                    train={"epochs": 3, "checkpoint_every": 3, "lr": 0.003, "dev_max_utterances": 10},
                    evaluate={"crop_seconds": 0.5, "batch_size": 16})
 CONFIGS = {
-    "rawnet2": {"train": {"epochs": 2}, "model": {"name": "rawnet2", "rawnet2": {
+    "rawnet2": {"train": {"epochs": 2, "crop_seconds": 0.3}, "model": {"name": "rawnet2", "rawnet2": {
         "sinc_filters": 8, "sinc_length": 129, "block_channels": [8, 8, 16, 16, 16, 16], "gru_hidden": 16,
         "gru_layers": 1, "fc_hidden": 16}}},
-    "aasist_light": {"train": {"epochs": 2}, "model": {"name": "aasist_light"}},
+    "aasist_light": {"train": {"epochs": 2, "crop_seconds": 0.3}, "model": {"name": "aasist_light"}},
     "ssl": {"model": {"name": "ssl", "ssl": {"random_init": True, "weights": None}}},
     # DANN against codec domains (clean vs mu-law), with the memorisation guard tripping at epoch 2
     "lcnn-dann": {"augment": {"prob": 0.5}, "train": {"objective": "dann", "train_loss_threshold": 5.0,
