@@ -12,7 +12,8 @@ replicate, train.epochs 1 with its dev pass over the whole dev split. In each, a
 1. prepare reading the corpus as data.source csv with an empty decoded-audio store: the real cost of
    preparing a corpus (decode, hash, fill the store) -> prepare_ms_per_utt;
 2. train (one epoch + dev pass) -> train RSS, train_utt_per_s;
-3. evaluate with evaluate.crop_seconds = train.crop_seconds and evaluate.batch_size 64 -> eval RSS.
+3. evaluate with evaluate.crop_seconds = the train crop (train.crop_seconds, or the model's
+   crop_samples when that is null: 1.0 s) and evaluate.batch_size 64 -> eval RSS.
 
 Rates are marginal ((t_large - t_small) / (n_large - n_small)), so interpreter and torch start-up do
 not count. Then, in this process on the large corpus with its trained model, `evaluate.score_condition`
@@ -55,7 +56,12 @@ def make_project(root: Path, factor: int) -> dict:
     params["replicates"] = [0]
     params["augment"].update({"prob": 0.0, "train": [], "dev": [], "eval": []})
     params["train"]["epochs"] = 1
-    params["evaluate"].update({"crop_seconds": params["train"]["crop_seconds"], "batch_size": BATCH})
+    # The train crop: train.crop_seconds, or (null) the model's own crop_samples.
+    crop_seconds = params["train"]["crop_seconds"]
+    if crop_seconds is None:
+        model = params["model"]
+        crop_seconds = model[model["name"]]["crop_samples"] / params["data"]["sample_rate"]
+    params["evaluate"].update({"crop_seconds": crop_seconds, "batch_size": BATCH})
     params["runtime"]["num_workers"] = 0
     write_params(root, params)
     return params

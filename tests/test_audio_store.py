@@ -100,6 +100,36 @@ def test_a_truncated_entry_is_caught_even_after_its_checksum_was_verified(tmp_pa
     assert "does not match its header" in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("crop", [None, 4000, 8500])
+def test_scoring_reads_exactly_the_decoded_evaluation_window(tmp_path, capfd, crop):
+    """Scoring reads only each clip's window from the store, converting int16 after cutting: the bits of
+    the decoder's audio centre-cropped (or tiled) by audio.fix_length, on the first (checksummed) read and
+    after it, alone and in a batch; a corrupt entry is caught on this path too."""
+    from antispoof.audio import fix_length
+    from antispoof.scoring import ScoringInputs
+
+    rows = corpus(tmp_path)
+    filled = SplitClips(rows, tmp_path, SR, AudioStore(tmp_path / "store"))
+    [filled[i] for i in range(3)]
+    expected = [load_audio(tmp_path / name, SR) for name in rows["path"]]
+    expected = [x if crop is None else fix_length(x, crop) for x in expected]
+    clips = SplitClips(rows, tmp_path, SR, AudioStore(tmp_path / "store"))  # a fresh reader: verifies again
+    path = clips.store.path(clips.keys[0].decode())  # a.wav: stored as int16
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0x08
+    path.write_bytes(bytes(blob))
+    capfd.readouterr()
+    inputs = ScoringInputs(clips, clips.lengths, crop)
+    for _ in range(2):  # verified on the first read of each clip, not after
+        for i in range(3):
+            got = inputs[[i]]
+            assert got.dtype == torch.float32 and got.numpy()[0].tobytes() == expected[i].tobytes()
+    err = capfd.readouterr().err
+    assert err.count("is corrupt (checksum mismatch)") == 1 and "a.wav" in err
+    if crop is not None:
+        assert inputs[[2, 0, 1]].numpy().tobytes() == np.stack([expected[i] for i in (2, 0, 1)]).tobytes()
+
+
 def test_a_source_changed_after_prepare_is_an_error_naming_the_file(tmp_path):
     rows = corpus(tmp_path)
     sf.write(tmp_path / "a.wav", speechlike(9000, 99), SR, subtype="PCM_16")
@@ -135,7 +165,7 @@ def test_scoring_batches_group_equal_lengths_and_cover_every_clip_once():
 
 
 def test_batched_scores_are_within_1e5_of_one_at_a_time_and_independent_of_workers(tmp_path):
-    from antispoof.train import score_utterances
+    from antispoof.scoring import score_utterances
 
     torch.manual_seed(0)
     model = build_model({"name": "lcnn", "lcnn": {"crop_samples": 16000, "n_lfcc": 20, "n_filter": 20, "channels": [8, 8], "dropout": 0.2}}, SR)

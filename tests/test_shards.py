@@ -131,7 +131,7 @@ def test_missing_or_truncated_output_is_a_clear_error(tmp_path):
     assert store is not None
 
 
-def test_lengths_of_a_whole_split_at_once(tmp_path):
+def test_lengths_of_a_whole_split_at_once_and_reads_of_part_of_a_variant(tmp_path):
     _write(tmp_path, UTTS)
     store = AugmentedStore(tmp_path)
     ids = ["E0003", "nobody", "T0007", "E0059", "T0007"]
@@ -141,6 +141,9 @@ def test_lengths_of_a_whole_split_at_once(tmp_path):
         assert store.lengths(ids, cond).tolist() == expected
         assert [store.length(u, cond) if store.has(u, cond) else -1 for u in ids] == expected
     assert store.lengths([], "mulaw").tolist() == []
+    full = _samples("E0003", "mp3_24k")
+    for start, stop in ((0, None), (5, 17), (40, 10**6), (10**6, None)):
+        np.testing.assert_array_equal(store.get_int16("E0003", "mp3_24k", start, stop), full[start:stop])
 
 
 def test_the_index_costs_tens_of_bytes_per_variant(tmp_path):

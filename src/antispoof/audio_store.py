@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import struct
 import sys
@@ -45,7 +46,7 @@ from antispoof.errors import DataError
 from antispoof.repro import atomic_open, audio_hash, cache_dir, fingerprint
 from antispoof.variant_cache import VariantCache
 
-__all__ = ["AudioStore", "CorruptEntry", "DECODER_VERSION", "audio_key", "decode_clip"]
+__all__ = ["AudioStore", "CorruptEntry", "DECODER_VERSION", "as_float32", "as_float32_into", "audio_key", "decode_clip"]
 
 LAYOUT_VERSION = "v1"
 DECODER_VERSION = 1  # bump when audio.mono_at changes what it returns
@@ -54,6 +55,7 @@ _HEADER = struct.Struct("<8s8sQII32s32s")
 HEADER_SIZE = _HEADER.size  # 96: keeps the payload aligned for the memory map
 _DTYPES = {b"<i2": np.dtype("<i2"), b"<f4": np.dtype("<f4")}
 INT16_SCALE = np.float32(32768.0)
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
 
 
 # TEST-ONLY hook (tests/test_scale.py), to crash a stage while it fills the store: with
@@ -100,6 +102,21 @@ def as_float32(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / INT16_SCALE
 
 
+def as_float32_into(samples: np.ndarray, out: np.ndarray) -> None:
+    """Write `as_float32(samples)` into the float32 array `out` (same shape) without a temporary: the
+    same values (int16 / 32768 is exact in float32). Any float array is converted as astype does."""
+    if samples.dtype.kind in "iu":
+        np.divide(samples, INT16_SCALE, out=out)
+    else:
+        out[...] = samples
+
+
+def _checked(key: str) -> str:
+    if not _KEY_RE.fullmatch(key):
+        raise ValueError(f"not an audio store key: {key!r}")
+    return key
+
+
 class AudioStore:
     """Directory of decoded clips; safe for concurrent use by several processes (and loader workers)."""
 
@@ -108,11 +125,10 @@ class AudioStore:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else cache_dir("audio", LAYOUT_VERSION)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root = str(self.root)
 
     def path(self, key: str) -> Path:
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
-            raise ValueError(f"not an audio store key: {key!r}")
-        return self.root / key[:2] / f"{key}.pcm"
+        return self.root / key[:2] / f"{_checked(key)}.pcm"
 
     def __contains__(self, key: str) -> bool:
         """Cheap existence test (no verification)."""
@@ -147,28 +163,55 @@ class AudioStore:
         except ValueError:  # an empty file cannot be mapped
             mm = np.zeros(0, dtype=np.uint8)
         try:
-            payload = self._check(key, mm, verify)
+            dt, _, digest = self._check_header(key, mm[:HEADER_SIZE].tobytes(), mm.shape[0])
+            payload = mm[HEADER_SIZE:]
+            if verify and hashlib.sha256(memoryview(payload)).digest() != digest:
+                raise CorruptEntry("checksum mismatch")
         except CorruptEntry:
             del mm
             self.discard(key)
             raise
-        return payload
+        return payload.view(dt)
 
-    def _check(self, key: str, mm: np.ndarray, verify: bool) -> np.ndarray:
-        if mm.shape[0] < HEADER_SIZE:
+    def read(self, key: str, verify: bool, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int] | None:
+        """Samples [start:stop] of the entry (a copy, int16 or float32) and the entry's length, or None
+        if absent: positioned reads of just those bytes (the whole payload when `verify`), no memory
+        map, so reading a crop of a long clip costs the crop. Checks and CorruptEntry as `view`."""
+        try:  # a str path: pathlib's joins would cost as much as the read of a crop
+            fd = os.open(os.path.join(self._root, key[:2], _checked(key) + ".pcm"), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                dt, n, digest = self._check_header(key, os.pread(fd, HEADER_SIZE, 0), os.fstat(fd).st_size)
+                start = min(start, n)  # slicing semantics: the caller checks the length against its own
+                stop = max(start, min(n if stop is None else stop, n))
+                first, count = (0, n) if verify else (start, stop - start)
+                out = np.empty(count, dtype=dt)
+                if os.preadv(fd, [out], HEADER_SIZE + first * dt.itemsize) != out.nbytes:
+                    raise CorruptEntry("shorter than its header says")  # truncated since fstat
+                if verify and hashlib.sha256(memoryview(out).cast("B")).digest() != digest:
+                    raise CorruptEntry("checksum mismatch")
+            finally:
+                os.close(fd)
+        except CorruptEntry:
+            self.discard(key)
+            raise
+        return (out[start:stop] if verify else out), n
+
+    def _check_header(self, key: str, header: bytes, size: int) -> tuple[np.dtype, int, bytes]:
+        """(dtype, samples, payload sha256) of an entry of `size` bytes starting with `header`."""
+        if size < HEADER_SIZE or len(header) < HEADER_SIZE:
             raise CorruptEntry("shorter than its header")
-        magic, dtype, n, _, _, entry_key, digest = _HEADER.unpack(mm[:HEADER_SIZE].tobytes())
+        magic, dtype, n, _, _, entry_key, digest = _HEADER.unpack(header)
         dt = _DTYPES.get(dtype.rstrip(b"\0"))
         if magic != MAGIC or dt is None:
             raise CorruptEntry("bad header")
         if entry_key.hex() != key:
             raise CorruptEntry("belongs to another key")
-        if mm.shape[0] != HEADER_SIZE + n * dt.itemsize or n == 0:
-            raise CorruptEntry(f"size {mm.shape[0]} bytes does not match its header ({n} samples)")
-        payload = mm[HEADER_SIZE:]
-        if verify and hashlib.sha256(memoryview(payload)).digest() != digest:
-            raise CorruptEntry("checksum mismatch")
-        return payload.view(dt)
+        if size != HEADER_SIZE + n * dt.itemsize or n == 0:
+            raise CorruptEntry(f"size {size} bytes does not match its header ({n} samples)")
+        return dt, n, digest
 
     def discard(self, key: str) -> None:
         try:
@@ -180,14 +223,28 @@ class AudioStore:
              verify: bool) -> np.ndarray:
         """The clip's samples: from the store (memory map), else decoded from `source` and stored.
         A corrupt entry is reported on stderr, re-decoded and replaced."""
+        found = self._found(key, source, lambda: self.view(key, verify))
+        return found if found is not None else self._decode_and_put(key, source, audio_sha256, sample_rate)
+
+    def clip_window(self, key: str, source: str | os.PathLike, audio_sha256: str, sample_rate: int,
+                    verify: bool, start: int, stop: int) -> tuple[np.ndarray, int]:
+        """Samples [start, stop) of the clip (a copy, by `read`) and its length; a missing or corrupt
+        entry is decoded and stored as in `clip`."""
+        found = self._found(key, source, lambda: self.read(key, verify, start, stop))
+        if found is not None:
+            return found
+        samples = self._decode_and_put(key, source, audio_sha256, sample_rate)
+        return samples[start:stop], samples.shape[0]
+
+    def _found(self, key: str, source, reader):
         try:
-            found = self.view(key, verify)
+            return reader()
         except CorruptEntry as e:
             print(f"antispoof: audio store entry {self.path(key)} is corrupt ({e}): re-decoded from {source}",
                   file=sys.stderr, flush=True)
-            found = None
-        if found is not None:
-            return found
+            return None
+
+    def _decode_and_put(self, key: str, source, audio_sha256: str, sample_rate: int) -> np.ndarray:
         samples = decode_clip(source, audio_sha256, sample_rate)
         self.put(key, samples)
         return samples

@@ -7,6 +7,7 @@ sample, how many workers there are, and where a run was resumed cannot change th
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,20 @@ class SplitClips:
     def __getitem__(self, i: int) -> np.ndarray:
         """Clip i as float32 (a copy), exactly what `audio.load_audio` decodes."""
         return as_float32(self.view(i))
+
+    def window(self, i: int, crop: int | None) -> np.ndarray:
+        """Clip i's evaluation input (`eval_window`) in its stored dtype, reading only the samples it
+        uses (positioned reads, no memory map; the whole entry on its first, checksummed read)."""
+        n = int(self.lengths[i])
+        start, stop = eval_span(n, crop)
+        source = os.path.join(self.root, self.paths[i].decode("utf-8"))  # str: a Path costs more than the read
+        x, stored = self.store.clip_window(self.keys[i].decode(), source, self.shas[i].decode(), self.sample_rate,
+                                           not self.verified[i], start, stop)
+        self.verified[i] = True
+        if stored != n:
+            raise DataError(f"{source}: {stored} samples at {self.sample_rate} Hz, but the manifest's "
+                            f"duration says {n}: re-run the prepare stage")
+        return x if crop is None or n >= crop else fix_length(x, crop)
 
 
 def load_split(manifest: pd.DataFrame, split: str, root: str | Path, sample_rate: int) -> tuple[pd.DataFrame, SplitClips]:
@@ -178,9 +193,20 @@ def collate(batch: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, t
             torch.tensor([d for _, _, d in batch], dtype=torch.int64))
 
 
-def eval_view(x: np.ndarray, crop: int | None) -> np.ndarray:
-    """The deterministic evaluation input: the full utterance, or a centre crop (short clips tiled)."""
-    return x if crop is None else fix_length(x, crop)
+def eval_span(length: int, crop: int | None) -> tuple[int, int]:
+    """Samples [start, stop) of a clip of `length` that its evaluation input uses: all of them, or the
+    centre `crop` (where audio.fix_length cuts it)."""
+    if crop is None or length <= crop:
+        return 0, length
+    start = (length - crop) // 2
+    return start, start + crop
+
+
+def eval_window(x: np.ndarray, crop: int | None) -> np.ndarray:
+    """The deterministic evaluation input of clip `x`: the full utterance, or its centre crop (a view)
+    of `crop` samples, a shorter clip tiled (audio.fix_length)."""
+    start, stop = eval_span(x.shape[0], crop)
+    return x[start:stop] if crop is None or x.shape[0] >= crop else fix_length(x, crop)
 
 
 class VariantClips:
@@ -190,26 +216,23 @@ class VariantClips:
     def __init__(self, store, utt_ids: list[str], condition: str):
         self.store, self.condition = store, condition
         self.utt_ids = np.asarray(utt_ids, dtype=str)
-        self.lengths = np.array([store.length(u, condition) for u in utt_ids], dtype=np.int64)
+        self.lengths = store.lengths(self.utt_ids, condition)
+        for u in self.utt_ids[self.lengths < 0][:1]:
+            store.length(u, condition)  # raises KeyError naming the missing variant
 
     def __len__(self) -> int:
         return len(self.utt_ids)
 
+    def window(self, i: int, crop: int | None) -> np.ndarray:
+        """Variant i's evaluation input (`eval_window`) as stored int16 (see audio_store.as_float32),
+        reading only the samples it uses."""
+        n = int(self.lengths[i])
+        start, stop = eval_span(n, crop)
+        x = self.store.get_int16(self.utt_ids[i], self.condition, start, stop)
+        return x if crop is None or n >= crop else fix_length(x, crop)
+
     def __getitem__(self, i: int) -> np.ndarray:
         return self.store.get(self.utt_ids[i], self.condition)
-
-
-class ScoringSet(Dataset):
-    """Item i: the evaluation input of clip i (full length, or centre crop/tile of `crop` samples)."""
-
-    def __init__(self, clips, crop: int | None):
-        self.clips, self.crop = clips, crop
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(eval_view(self.clips[i], self.crop), dtype=np.float32))
 
 
 class ScoringBatches(Sampler):

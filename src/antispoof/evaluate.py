@@ -39,7 +39,8 @@ from antispoof.models import build_model, select_device
 from antispoof.repro import atomic_write_json, atomic_write_text
 from antispoof.repro.seeding import replicate_seed, seed_everything
 from antispoof.shards import AugmentedStore
-from antispoof.train import run_id_for, score_utterances
+from antispoof.scoring import score_utterances
+from antispoof.train import run_id_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +91,7 @@ def score_condition(model: torch.nn.Module, cond: str, rows: pd.DataFrame, clean
     if cond == "clean":
         ids, clips = list(rows["utt_id"]), clean
     else:
-        ids = [u for u in rows["utt_id"] if store.has(u, cond)]
+        ids = list(rows["utt_id"][store.lengths(rows["utt_id"], cond) >= 0])
         clips = VariantClips(store, ids, cond)
     return ids, score_utterances(model, clips, crop, batch_size, num_workers)
 

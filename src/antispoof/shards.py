@@ -282,14 +282,17 @@ class AugmentedStore:
             except OSError:
                 pass
 
-    def get_int16(self, utt_id: str, condition: str) -> np.ndarray:
+    def get_int16(self, utt_id: str, condition: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The variant's samples [start:stop] (all by default) as int16, reading only those."""
         # One positioned read per variant rather than a memory map of the whole shard: pages a map has
         # touched count in the process's RSS until it is unmapped, which for a corpus's shards (tens of
         # GB at ASVspoof 5 scale) would make memory grow with the corpus. The page cache is shared anyway.
         shard, off, n = self._locate(utt_id, condition)
-        buf = bytearray(2 * n)
-        got = os.preadv(self._fd(shard), [buf], 2 * off) if n else 0
-        if got != 2 * n:
+        start = min(start, n)
+        stop = max(start, min(n if stop is None else stop, n))
+        buf = bytearray(2 * (stop - start))
+        got = os.preadv(self._fd(shard), [buf], 2 * (off + start)) if stop > start else 0
+        if got != len(buf):
             raise DataError(f"{self.dir / self._shards[shard]}: truncated (index wants samples {off}..{off + n})")
         return np.frombuffer(buf, dtype=DTYPE)
 

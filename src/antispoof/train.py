@@ -35,12 +35,13 @@ from antispoof import metrics, stopping
 from antispoof.cli import run_stage
 from antispoof.codecs import conditions_by_split
 from antispoof.distributed import World
-from antispoof.data import (AUGMENTED, MANIFEST, EpochBatches, ScoringBatches, ScoringSet, TrainingSet, collate,
+from antispoof.data import (AUGMENTED, MANIFEST, EpochBatches, TrainingSet, collate,
                             SplitClips, dev_subset, load_split, read_manifest)
 from antispoof.errors import DataError, ParamError, UserError
-from antispoof.models import build_model, crop_samples, parameter_count, scores_from_logits, select_device, selected
+from antispoof.models import build_model, crop_samples, parameter_count, select_device, selected
 from antispoof.objectives import build_objective, dann_lambda, domains_of
 from antispoof.optim import build_optimizer, class_weights, learning_rate, set_learning_rate
+from antispoof.scoring import score_utterances
 from antispoof.repro import atomic_open, atomic_write_json, atomic_write_text, cache_dir
 from antispoof.repro.checkpoint import REQUIRED_KEYS, CheckpointStore, capture_rng_state, library_versions, restore_rng_state
 from antispoof.repro.hashing import code_version, file_digest, fingerprint
@@ -97,29 +98,6 @@ def dev_eer(model: torch.nn.Module, clips, labels: np.ndarray) -> float:
         return float("nan")
     scores = score_utterances(model, clips)
     return metrics.eer(scores[labels == 0], scores[labels == 1])
-
-
-@torch.no_grad()
-def score_utterances(model: torch.nn.Module, clips, crop: int | None = None, batch_size: int = 1,
-                     num_workers: int = 0) -> np.ndarray:
-    """Scores of `clips` (a sequence of 1-D arrays, e.g. data.SplitClips: read on access, so memory
-    stays O(batch)), in their order. Full length (or a centre crop of `crop` samples). batch_size 1
-    scores one clip per forward pass, so a score never depends on its neighbours; larger batches
-    group clips of equal input length (data.ScoringBatches), whose scores may differ from one-at-a-time
-    in the last float32 bits. `num_workers` loader processes read the clips; results do not depend on it."""
-    model.eval()
-    device = next(model.parameters()).device
-    lengths = getattr(clips, "lengths", None)
-    if lengths is None:  # a plain list of arrays
-        lengths = np.array([len(x) for x in clips], dtype=np.int64)
-    batches = ScoringBatches(lengths, crop, batch_size)
-    # A private generator: a loader iterator must not draw from torch's global RNG (training's dropout).
-    loader = DataLoader(ScoringSet(clips, crop), batch_sampler=batches, collate_fn=torch.stack,
-                        num_workers=num_workers, generator=torch.Generator().manual_seed(0))
-    out = np.empty(len(lengths), dtype=np.float64)
-    for positions, x in zip(batches, loader):
-        out[positions] = scores_from_logits(model(x.to(device))).double().cpu().numpy()
-    return out
 
 
 @dataclass
