@@ -4,6 +4,7 @@ SSL encoder's loading, freezing and errors. Tiny sizes and short inputs keep it 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from antispoof.errors import ParamError
 from antispoof.models import REGISTRY, build_model, parameter_count
 from antispoof.params import load_params, validate
-from conftest import default_params, deep_update
+from conftest import REPO, default_params, deep_update
 
 SR = 16000
 TINY = {
@@ -258,3 +259,29 @@ def test_ssl_errors_at_build(tmp_path):
     path, _ = saved_wavlm(tmp_path)
     with pytest.raises(ParamError, match="data.sample_rate: is 8000 but the encoder .* expects 16000"):
         build_model(model_params("ssl", weights=path, random_init=False), 8000)
+
+
+def test_ssl_weights_files_enter_the_run_fingerprint_and_other_models_keep_theirs(tmp_path):
+    """A checkpoint must never resume onto other pretrained weights: the bytes of the weights directory
+    are part of an ssl run's fingerprint (config.json alone with random_init); lcnn's has no such key."""
+    from antispoof.train import run_fingerprint
+
+    path, _ = saved_wavlm(tmp_path)
+    (Path(path) / ".cache").mkdir()
+    (Path(path) / ".cache" / "download.lock").write_text("a download tool's bookkeeping")
+    params = write_params(tmp_path, weights=path, random_init=False)
+    fp = run_fingerprint(params, 1)
+    assert sorted(fp["model_files"]) == sorted(f.name for f in Path(path).iterdir() if f.is_file())
+    assert "config.json" in fp["model_files"] and len(fp["model_files"]) >= 2
+    weights = next(f for f in Path(path).iterdir() if f.suffix in (".safetensors", ".bin"))
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 1
+    weights.write_bytes(bytes(blob))
+    changed = run_fingerprint(params, 1)
+    assert changed["model_files"][weights.name] != fp["model_files"][weights.name]
+    assert changed["model_files"]["config.json"] == fp["model_files"]["config.json"]
+
+    random_init = write_params(tmp_path, weights=path, random_init=True)
+    assert list(run_fingerprint(random_init, 1)["model_files"]) == ["config.json"]
+    lcnn = load_params(REPO / "params.yaml")
+    assert "model_files" not in run_fingerprint(lcnn, 1)

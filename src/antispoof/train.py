@@ -38,7 +38,8 @@ from antispoof.distributed import World
 from antispoof.data import (AUGMENTED, MANIFEST, EpochBatches, TrainingSet, collate,
                             SplitClips, dev_subset, load_split, read_manifest)
 from antispoof.errors import DataError, ParamError, UserError
-from antispoof.models import build_model, crop_samples, parameter_count, select_device, selected
+from antispoof.models import (build_model, crop_samples, input_file_digests, parameter_count, select_device,
+                              selected)
 from antispoof.objectives import build_objective, dann_lambda, domains_of
 from antispoof.optim import build_optimizer, class_weights, learning_rate, set_learning_rate
 from antispoof.scoring import score_utterances
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_fingerprint(params: dict, effective_seed: int) -> dict:
     """Everything that determines the trained weights. Same fingerprint => same run => safe to resume."""
-    return {
+    fp = {
         "effective_seed": effective_seed,
         "deterministic": params["deterministic"],
         "num_threads": params["num_threads"],
@@ -74,6 +75,10 @@ def run_fingerprint(params: dict, effective_seed: int) -> dict:
         "code": code_version(CODE),
         "torch": torch.__version__,
     }
+    model_files = input_file_digests(params["model"])  # e.g. an ssl model's pretrained weights
+    if model_files:  # (absent otherwise, so other models' fingerprints stay as they were)
+        fp["model_files"] = model_files
+    return fp
 
 
 def train_crop(params: dict) -> int:

@@ -13,6 +13,7 @@ and only it enters run fingerprints and model cards (`selected`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -30,6 +31,9 @@ class ModelSpec:
     schema: dict[str, Any]
     build: Callable[[dict, int], nn.Module]  # (its params section, sample rate) -> model
     description: str
+    # Files outside params that the build reads (e.g. pretrained weights), as {name: path}: their bytes
+    # enter the run fingerprint, so a checkpoint never resumes onto other weights.
+    input_files: Callable[[dict], dict[str, Path]] = lambda section: {}
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -51,6 +55,15 @@ def build_model(model_params: dict, sample_rate: int) -> nn.Module:
     from torch's global RNG, which the stage has seeded)."""
     name = model_params["name"]
     return REGISTRY[name].build(model_params[name], sample_rate)
+
+
+def input_file_digests(model_params: dict) -> dict[str, str]:
+    """sha256 of each file outside params that the selected model reads ({} for most models)."""
+    from antispoof.repro import sha256_file
+
+    name = model_params["name"]
+    files = REGISTRY[name].input_files(model_params[name])
+    return {key: sha256_file(path) for key, path in sorted(files.items())}
 
 
 def crop_samples(model_params: dict) -> int:

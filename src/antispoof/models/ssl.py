@@ -246,7 +246,20 @@ SCHEMA = {
 }
 
 
+def weights_files(section: dict) -> dict[str, Path]:
+    """The files of `weights` that a build reads: config.json alone with random_init, else every file
+    of the directory (hidden directories such as a download tool's .cache aside), by relative path."""
+    if section["weights"] is None:
+        return {}
+    root = Path(section["weights"])
+    if section["random_init"]:
+        return {"config.json": root / "config.json"}
+    return {f.relative_to(root).as_posix(): f for f in sorted(root.rglob("*"))
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts[:-1])}
+
+
 SPEC = register(ModelSpec(
     "ssl", SCHEMA, SSLDetector,
     "pretrained SSL encoder (WavLM / wav2vec 2.0 / XLS-R via transformers), weighted layer sum, linear or AASIST back-end",
+    weights_files,
 ))
