@@ -35,16 +35,20 @@ CONFIGS = {
 TRAIN_FILES = ("models/r0/model.pt", "models/r0/model.json", "metrics/train/r0.json", "plots/train/r0.csv")
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, bytecode_cache):
-    base = tmp_path_factory.mktemp("models")
-    project = make_project(base, BASE, git=False)
+def prepared_project(tmp, base: dict, configs: dict, bytecode_cache: dict):
+    """A project with `base` params, prepared and codec-augmented, plus `<name>.yaml` = base + each config."""
+    project = make_project(tmp, base, git=False)
     project.env.update(bytecode_cache)
     project.stage("prepare")
     project.stage("augment_cache")
-    for name, over in CONFIGS.items():
-        (project.root / f"{name}.yaml").write_text(yaml.safe_dump(deep_update(BASE, over), sort_keys=False))
+    for name, over in configs.items():
+        (project.root / f"{name}.yaml").write_text(yaml.safe_dump(deep_update(base, over), sort_keys=False))
     return project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, bytecode_cache):
+    return prepared_project(tmp_path_factory.mktemp("models"), BASE, CONFIGS, bytecode_cache)
 
 
 def stage(project, module: str, name: str, cache: str, kill_at: str | None = None):
@@ -94,13 +98,7 @@ SHORT_RUNS = {  # 15 steps of 8 per epoch
 
 @pytest.fixture(scope="module")
 def chance_project(tmp_path_factory, bytecode_cache):
-    project = make_project(tmp_path_factory.mktemp("chance"), CHANCE_BASE, git=False)
-    project.env.update(bytecode_cache)
-    project.stage("prepare")
-    project.stage("augment_cache")
-    for name, over in SHORT_RUNS.items():
-        (project.root / f"{name}.yaml").write_text(yaml.safe_dump(deep_update(CHANCE_BASE, over), sort_keys=False))
-    return project
+    return prepared_project(tmp_path_factory.mktemp("chance"), CHANCE_BASE, SHORT_RUNS, bytecode_cache)
 
 
 @pytest.mark.parametrize("name", list(SHORT_RUNS))
