@@ -11,6 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Two test files run at once (xdist), each starting stages with 2 torch (OpenMP) threads on 2 cores:
+# libgomp's default is to spin-wait between parallel regions, so oversubscribed threads burn the
+# cores the other file needs (measured: two tiny `dvc repro` side by side, 51.6 s of CPU each
+# spinning, 27.3 s passive). Passive waiting changes when an idle thread sleeps, never a result.
+# Set before anything imports torch, here and in every subprocess (they inherit os.environ).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: dvc and python live here
 
