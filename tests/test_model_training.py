@@ -1,9 +1,7 @@
 """Every model and objective trained for real through `python -m antispoof.train` on the built-in corpus
 (tiny sizes, short crops): a run SIGKILLed mid-epoch and resumed ends byte-identical to an uninterrupted
 run (so two runs agree and resuming restores everything, the DANN λ position and the stopping state
-included); and rawnet2 and ssl each beat chance on the eval split after a short run. (aasist_light does
-not, in any CI-sized run tried: 45-240 steps, crops 0.3-1 s, lr 1e-4 to 3e-3, batch 8 or 16 gave eval
-EER 0.38-0.63 and AUC p-values 0.01-0.38 on this 120-utterance eval split; README says so.)"""
+included); and rawnet2, ssl and aasist_light each beat chance on the eval split after a short run."""
 from __future__ import annotations
 
 import json
@@ -90,29 +88,48 @@ def test_trains_resumes_after_a_kill_to_identical_bytes(project, name):
 # speaker gives train/dev/eval 120 each. One dev pass (after the last epoch), few checkpoints.
 CHANCE_BASE = deep_update(BASE, {"data": {"synthetic": {"utterances_per_speaker": 60}},
                                  "train": {"checkpoint_every": 1000, "dev_every": 100}})
-SHORT_RUNS = {  # 15 steps of 8 per epoch
-    "rawnet2": deep_update(CONFIGS["rawnet2"], {"train": {"epochs": 8, "crop_seconds": 0.5, "lr": 0.001}}),
-    "ssl": deep_update(CONFIGS["ssl"], {"train": {"epochs": 8, "lr": 0.0005}}),
+# aasist_light learns more slowly, with a wider spread over seeds: 600 steps (cosine from lr 0.001), and
+# 120 utterances per speaker, so that its eval split (240) tells an AUC of 0.6 from chance.
+CHANCE_BASES = {"60": CHANCE_BASE,
+                "120": deep_update(CHANCE_BASE, {"data": {"synthetic": {"utterances_per_speaker": 120}}})}
+SHORT_RUNS = {  # name: (corpus, config); 15 (60) or 30 (120) steps of 8 per epoch
+    "rawnet2": ("60", deep_update(CONFIGS["rawnet2"], {"train": {"epochs": 8, "crop_seconds": 0.5, "lr": 0.001}})),
+    "ssl": ("60", deep_update(CONFIGS["ssl"], {"train": {"epochs": 8, "lr": 0.0005}})),
+    "aasist_light": ("120", deep_update(CONFIGS["aasist_light"], {"train": {
+        "epochs": 20, "crop_seconds": 0.5, "lr": 0.001, "schedule": "cosine"}})),
 }
 
 
 @pytest.fixture(scope="module")
-def chance_project(tmp_path_factory, bytecode_cache):
-    return prepared_project(tmp_path_factory.mktemp("chance"), CHANCE_BASE, SHORT_RUNS, bytecode_cache)
+def chance_projects(tmp_path_factory, bytecode_cache):
+    """corpus -> its prepared project (built on first use), holding the configs that train on it."""
+    made = {}
+
+    def get(corpus: str):
+        if corpus not in made:
+            configs = {n: cfg for n, (c, cfg) in SHORT_RUNS.items() if c == corpus}
+            made[corpus] = prepared_project(tmp_path_factory.mktemp(f"chance-{corpus}"), CHANCE_BASES[corpus],
+                                            configs, bytecode_cache)
+        return made[corpus]
+    return get
 
 
 @pytest.mark.parametrize("name", list(SHORT_RUNS))
-def test_beats_chance_on_the_eval_split_after_a_short_run(chance_project, name):
+def test_beats_chance_on_the_eval_split_after_a_short_run(chance_projects, name):
     """Beating chance = bona fide clips score higher than spoofed ones more often than a coin would say:
     a one-sided Mann-Whitney U test (AUC > 0.5) at p < 0.01 on the clean eval split, EER below 0.5."""
-    stage(chance_project, "train", name, "cache")
-    stage(chance_project, "evaluate", name, "cache")
-    root = chance_project.root
+    project = chance_projects(SHORT_RUNS[name][0])
+    stage(project, "train", name, "cache")
+    stage(project, "evaluate", name, "cache")
+    root = project.root
     scores = pd.read_csv(root / "scores/r0/clean.txt", sep=" ", names=["utt_id", "score"])
-    labels = pd.read_csv(root / "data/prepared/manifest.csv").set_index("utt_id")["label"]
+    manifest = pd.read_csv(root / "data/prepared/manifest.csv").set_index("utt_id")
+    labels = manifest["label"]
     bona = scores["score"][scores["utt_id"].map(labels).eq("bonafide")]
     spoof = scores["score"][scores["utt_id"].map(labels).eq("spoof")]
-    assert len(bona) + len(spoof) == len(scores) == 120 and len(bona) > 40 and len(spoof) > 40
+    n_eval = int((manifest["split"] == "eval").sum())
+    assert len(bona) + len(spoof) == len(scores) == n_eval >= 120
+    assert len(bona) > n_eval / 3 and len(spoof) > n_eval / 3
     test = mannwhitneyu(bona, spoof, alternative="greater")
     eer = json.loads((root / "metrics/eval/r0.json").read_text())["eval_r0"]["clean"]["eer"]
     steps = json.loads((root / "metrics/train/r0.json").read_text())["train_r0"]["steps"]
