@@ -17,8 +17,9 @@ replicate, train.epochs 1 with its dev pass over the whole dev split. In each, a
 
 Rates are marginal ((t_large - t_small) / (n_large - n_small)), so interpreter and torch start-up do
 not count. Then, in this process on the large corpus with its trained model, `evaluate.score_condition`
-(what the evaluate stage runs) scores the eval split one utterance per forward pass and in batches of
-64, at the train crop, alternating, 3 times each: eval_utt_per_s is the batched rate, and
+(what the evaluate stage runs, with its malloc settings: antispoof.allocator) scores the eval split one
+utterance per forward pass and in batches of 64, at the train crop, 5 times each, the two taking turns
+on every 320 clips (see time_scoring): eval_utt_per_s is the batched rate, and
 eval_speedup_vs_unbatched the ratio of median times (scores are checked to agree within 1e-5). Prints
 one line:
 
@@ -130,30 +131,44 @@ def run_size(root: Path, params: dict, cache: Path) -> dict:
     return out
 
 
-def time_scoring(root: Path, cache: Path, reps: int = 3) -> dict:
-    """Median seconds to score the eval split clean: one at a time vs batched (crop), and full length."""
+def time_scoring(root: Path, cache: Path, reps: int = 5, chunk: int = 5 * BATCH) -> dict:
+    """Seconds to score the eval split clean, one clip at a time vs batched (crop), per repetition, and
+    full length one at a time. This shared host's speed drifts by tens of percent within seconds, so
+    single and batched take turns on every chunk of `chunk` clips (which goes first alternating) and a
+    repetition's time is the sum over its chunks: both see the same machine."""
     import numpy as np
 
     sys.path.insert(0, str(root / "src"))
     os.environ["ANTISPOOF_CACHE_DIR"] = str(cache)
     os.chdir(root)
     from antispoof import evaluate
+    from antispoof.allocator import retain_freed_memory
     from antispoof.params import load_params
     from antispoof.repro.seeding import replicate_seed, seed_everything
 
     params = load_params("params.yaml")
     seed_everything(replicate_seed(params["seed"], 0), params["deterministic"], params["num_threads"])
+    retain_freed_memory()  # as the evaluate stage does
     model = evaluate.load_model(0, params)
     rows, clean, store, crop = evaluate.eval_inputs(params)
-    times = {"single": [], "batched": [], "full": []}
-    scores = {}
-    for _ in range(reps):
-        for name, c, bs in (("single", crop, 1), ("batched", crop, BATCH), ("full", None, 1)):
-            t = time.perf_counter()
-            _, scores[name] = evaluate.score_condition(model, "clean", rows, clean, store, c, bs, 0)
-            times[name].append(time.perf_counter() - t)
+    n = len(rows)
+    chunks = [np.arange(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    parts = [(pos, rows.iloc[pos].reset_index(drop=True), clean.subset(pos)) for pos in chunks]
+    for _, part_rows, part in parts:  # untimed: each clip's first read verifies its checksum
+        evaluate.score_condition(model, "clean", part_rows, part, store, crop, 1, 0)
+    times = {"single": [0.0] * reps, "batched": [0.0] * reps, "full": []}
+    scores = {"single": np.empty(n), "batched": np.empty(n)}
+    for rep in range(reps):
+        for k, (pos, part_rows, part) in enumerate(parts):
+            for name, bs in (("single", 1), ("batched", BATCH))[:: 1 if (rep + k) % 2 == 0 else -1]:
+                t = time.perf_counter()
+                _, scores[name][pos] = evaluate.score_condition(model, "clean", part_rows, part, store, crop, bs, 0)
+                times[name][rep] += time.perf_counter() - t
+        t = time.perf_counter()
+        evaluate.score_condition(model, "clean", rows, clean, store, None, 1, 0)
+        times["full"].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"n": len(rows), "median": med, "times": times,
+    return {"n": n, "median": med, "times": times,
             "max_abs_diff": float(np.max(np.abs(scores["single"] - scores["batched"])))}
 
 

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from antispoof import calibration, metrics
+from antispoof.allocator import retain_freed_memory
 from antispoof.cli import run_stage
 from antispoof.data import AUGMENTED, MANIFEST, SplitClips, VariantClips, load_split, read_manifest
 from antispoof.errors import ParamError, UserError
@@ -148,6 +149,7 @@ def body(args: argparse.Namespace, params: dict) -> None:
     if r not in params["replicates"]:
         raise ParamError("replicates", f"--replicate {r} is not listed in replicates {params['replicates']}")
     seed_everything(replicate_seed(params["seed"], r), params["deterministic"], params["num_threads"])
+    retain_freed_memory()  # batched scoring would page-fault its working set anew on every batch
     check_fingerprint(r, params)
     model = load_model(r, params)
     rows, clean, store, crop = eval_inputs(params)

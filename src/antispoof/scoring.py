@@ -9,7 +9,8 @@ per model), so a batched score differs from the reference only by float32 roundi
 Built for throughput (benchmarks/scale.py, README "Real corpora at full size"): a batch is one float32
 array filled in place by one loader call (ScoringInputs): each clip's window is cut from the memory-
 mapped store entry before it is converted, so only the crop is read and converted, with no tensor per
-clip and no collate step; the forward pass runs under torch.inference_mode.
+clip and no collate step; the forward pass runs under torch.inference_mode. The evaluate stage also
+keeps freed memory for reuse (allocator.py), so a batch does not page-fault its working set anew.
 """
 from __future__ import annotations
 

@@ -42,14 +42,23 @@ class LFCC(nn.Module):
         (batch, filter, frame) input, so a clip's features would depend on the clips batched with it;
         here each clip has its own floor (amplitude_to_DB of a (batch, 1, frame, filter) input).
         Training keeps torchaudio's batch-wide floor, which every model so far was trained with.
-        The magnitude is taken in the STFT's own (frame, bin) memory order: half the time of
-        torchaudio's transposed view, the same values."""
+        The magnitude is taken in the STFT's own (frame, bin) memory order (half the time of
+        torchaudio's transposed view) as torch.hypot of the real and imaginary parts. On the interleaved
+        parts hypot runs element by element through the C library's hypotf, which is what complex abs
+        computes on CPU: the same bits, in ~60 % of the time. A batch (whose scores are only within
+        float32 rounding of one-clip scores anyway: conv and matmul block by batch) gives hypot
+        contiguous parts, which take its vectorised kernel (SLEEF, within 1 ULP of hypotf, 2x faster:
+        ~9 % of a batched forward pass)."""
         t = self.lfcc
         spec = torchaudio.functional.spectrogram(
             wave, t.Spectrogram.pad, t.Spectrogram.window, t.Spectrogram.n_fft, t.Spectrogram.hop_length,
             t.Spectrogram.win_length, None, t.Spectrogram.normalized, t.Spectrogram.center,
             t.Spectrogram.pad_mode, t.Spectrogram.onesided)  # complex (B, bin, frame), stored (B, frame, bin)
-        power = spec.transpose(-1, -2).abs().pow(t.Spectrogram.power)  # (B, frame, bin), contiguous
+        re_im = torch.view_as_real(spec.transpose(-1, -2))  # (B, frame, bin, 2), contiguous
+        re, im = re_im[..., 0], re_im[..., 1]
+        if wave.shape[0] > 1:
+            re, im = re.contiguous(), im.contiguous()
+        power = torch.hypot(re, im).pow_(t.Spectrogram.power)  # (B, frame, bin)
         energies = torch.matmul(power, t.filter_mat)  # (B, frame, filter)
         db = t.amplitude_to_DB(energies.unsqueeze(1)).squeeze(1)
         return torch.matmul(db, t.dct_mat).transpose(-1, -2)  # (B, n_lfcc, frame)
