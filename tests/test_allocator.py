@@ -25,7 +25,7 @@ model = build_model({"name": "lcnn", "lcnn": {"crop_samples": 16000, "n_lfcc": 2
 rng = np.random.default_rng(0)
 clips = [rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(64)]
 faults = []
-for _ in range(3):  # the first pass maps the heap; the later ones show the steady state
+for _ in range(6):  # the first passes grow the heap to its peak; the last ones show the steady state
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     scores = score_utterances(model, clips, crop=16000, batch_size=32)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -43,6 +43,8 @@ def test_batched_scoring_stops_page_faulting_and_scores_do_not_change():
     default, retained = score_in_process("default"), score_in_process("retain")
     assert retained["accepted"] is True
     # Without the settings every batch of 32 faults its megabytes of intermediates in again.
-    assert min(default["faults"][1:]) > 32 * 20, default["faults"]
-    assert max(retained["faults"][1:]) < min(default["faults"][1:]) / 20, (default["faults"], retained["faults"])
+    steady_default, steady_retained = default["faults"][-3:], retained["faults"][-3:]
+    assert min(steady_default) > 32 * 20, default["faults"]
+    # Median: a stray arena resize can fault a few hundred pages in one pass (seen under load).
+    assert np.median(steady_retained) < min(steady_default) / 20, (default["faults"], retained["faults"])
     assert np.array_equal(np.array(default["scores"]), np.array(retained["scores"]))

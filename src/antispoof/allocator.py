@@ -6,8 +6,9 @@ the free top of its heap to the OS (above a trim threshold), so a batched forwar
 intermediates are megabytes each (a 64-clip LFCC spectrogram is 13 MB at a 1-s crop, 53 MB at 4 s),
 page-faults and zeroes its whole working set again on every batch. Measured on the 8x corpus of
 benchmarks/scale.py (LCNN, 1-s crop, batches of 64): ~160 page faults per clip scored and batched
-scoring ~1.5x slower than with the settings below, under which nothing faults after the first batch
-(at 256 clips per batch too). One-clip scoring does not fault either way.
+scoring ~1.5x slower than with the settings below, under which nothing faults once the heap has grown
+to the working set's size (after the first few batches; at 256 clips per batch too). One-clip scoring
+does not fault either way.
 
 The cost: memory once allocated stays in the process until it exits (its RSS stays at its peak instead
 of falling back after it), and blocks of any size come from the heap. Where the C library is not glibc
